@@ -1,0 +1,377 @@
+package saml
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/idbridge/idbridge/internal/testlib"
+)
+
+// peerDir is a temp dir that Apache's www-data user can read.
+func peerDir(t *testing.T, pattern string) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(d, 0o755)
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// startDaemon runs cmd until the test ends, stopping it by its PID, and
+// waits until addr accepts connections.
+func startDaemon(t *testing.T, cmd *exec.Cmd, addr string, logFile string) {
+	t.Helper()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		if t.Failed() && logFile != "" {
+			b, _ := os.ReadFile(logFile)
+			t.Logf("%s:\n%s", logFile, truncate(string(b), 8000))
+		}
+	})
+	for i := 0; ; i++ {
+		select {
+		case err := <-done:
+			b, _ := os.ReadFile(logFile)
+			t.Fatalf("%s exited: %v\n%s", cmd.Path, err, b)
+		default:
+		}
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if i > 300 {
+			t.Fatalf("%s does not listen on %s", cmd.Path, addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// followPost submits a SAML auto-POST page like a browser.
+func followPost(t *testing.T, c *http.Client, body string) (*http.Response, string) {
+	t.Helper()
+	action, fields := parsePostPage(t, body)
+	resp, err := c.PostForm(action, fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+// TestMellon drives Apache + mod_auth_mellon: SP-initiated login with a
+// signed AuthnRequest, IdP-initiated login through /saml/launch, single
+// logout started at idbridge and at mellon.
+func TestMellon(t *testing.T) {
+	apache := testlib.Need(t, "apache2")
+	mkmeta := testlib.Need(t, "mellon_create_metadata")
+	if _, err := os.Stat("/usr/lib/apache2/modules/mod_auth_mellon.so"); err != nil {
+		testlib.Need(t, "mod_auth_mellon.so") // skips, or fails under CI
+	}
+	a := peerDir(t, "mellon")
+	addr := testlib.FreePort(t)
+	sp := "http://" + addr
+	cmd := exec.Command(mkmeta, "https://sp.test/mellon/metadata", sp+"/mellon")
+	cmd.Dir = a
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mellon_create_metadata: %v\n%s", err, out)
+	}
+	base := filepath.Join(a, "https_sp.test_mellon_metadata")
+	for _, ext := range []string{".key", ".cert", ".xml"} {
+		os.Chmod(base+ext, 0o644)
+	}
+	meta, _ := os.ReadFile(base + ".xml")
+	msp := ServiceProvider{Name: "mellon", NameID: NameIDVirtualAddress, Attributes: AttributesGeneric,
+		Sign: SignResponse, DefaultRelayState: sp + "/secret/"}
+	if err := ApplyMetadata(&msp, meta); err != nil {
+		t.Fatal(err)
+	}
+	if !msp.AuthnRequestsSigned || len(msp.Certificates) != 1 || len(msp.SLO) != 1 {
+		t.Fatalf("mellon metadata read as %+v", msp)
+	}
+	e := newEnv(t, nil, msp)
+	resp, idpMeta := get(t, newClient(t), e.base+"/saml/metadata")
+	if resp.StatusCode != 200 {
+		t.Fatal(resp.Status)
+	}
+	writeFile(t, a, "idp.xml", []byte(idpMeta))
+	os.MkdirAll(filepath.Join(a, "htdocs/secret"), 0o755)
+	writeFile(t, a, "htdocs/secret/index.html", []byte("secret page\n"))
+	writeFile(t, a, "htdocs/bye.html", []byte("bye\n"))
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "User www-data\nGroup www-data\n"
+	}
+	conf := fmt.Sprintf(`ServerRoot /etc/apache2
+ServerName 127.0.0.1
+Listen %[1]s
+PidFile %[2]s/httpd.pid
+DefaultRuntimeDir %[2]s
+Mutex file:%[2]s
+ErrorLog %[2]s/error.log
+LogLevel info
+%[3]s
+LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+LoadModule authn_core_module /usr/lib/apache2/modules/mod_authn_core.so
+LoadModule authz_user_module /usr/lib/apache2/modules/mod_authz_user.so
+LoadModule mime_module /usr/lib/apache2/modules/mod_mime.so
+LoadModule dir_module /usr/lib/apache2/modules/mod_dir.so
+LoadModule headers_module /usr/lib/apache2/modules/mod_headers.so
+LoadModule auth_mellon_module /usr/lib/apache2/modules/mod_auth_mellon.so
+TypesConfig /etc/mime.types
+DocumentRoot %[2]s/htdocs
+DirectoryIndex index.html
+<Location />
+  MellonEnable info
+  MellonSPentityId "https://sp.test/mellon/metadata"
+  MellonSPPrivateKeyFile %[4]s.key
+  MellonSPCertFile %[4]s.cert
+  MellonSPMetadataFile %[4]s.xml
+  MellonIdPMetadataFile %[2]s/idp.xml
+  MellonEndpointPath /mellon
+  MellonSecureCookie Off
+  MellonSetEnv mail urn:oid:0.9.2342.19200300.100.1.3
+</Location>
+<Location /secret>
+  AuthType Mellon
+  MellonEnable auth
+  Require valid-user
+  Header always set X-NameID "%%{MELLON_NAME_ID}e"
+  Header always set X-Mail "%%{MELLON_mail}e"
+</Location>
+`, addr, a, user, base)
+	writeFile(t, a, "httpd.conf", []byte(conf))
+	startDaemon(t, exec.Command(apache, "-f", filepath.Join(a, "httpd.conf"), "-DFOREGROUND"), addr, filepath.Join(a, "error.log"))
+
+	checkSecret := func(t *testing.T, resp *http.Response) {
+		t.Helper()
+		if resp.StatusCode != 200 || resp.Request.URL.String() != sp+"/secret/" {
+			t.Fatalf("ended on %d %s", resp.StatusCode, resp.Request.URL)
+		}
+		if got := resp.Header.Get("X-NameID"); got != alice.VirtualAddress {
+			t.Errorf("MELLON_NAME_ID = %q, want %q", got, alice.VirtualAddress)
+		}
+		if got := resp.Header.Get("X-Mail"); got != alice.Email {
+			t.Errorf("MELLON_mail = %q", got)
+		}
+	}
+	browser := newClient(t)
+
+	t.Run("SP-initiated", func(t *testing.T) {
+		resp, body := get(t, browser, sp+"/secret/")
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Request.URL.String(), e.base+"/saml/sso") {
+			t.Fatalf("at %d %s:\n%s", resp.StatusCode, resp.Request.URL, truncate(body, 500))
+		}
+		resp, _ = followPost(t, browser, body)
+		checkSecret(t, resp)
+	})
+
+	t.Run("IdP-initiated logout", func(t *testing.T) {
+		resp, body := get(t, browser, e.base+"/logout")
+		if resp.StatusCode != 200 || body != "logged out" {
+			t.Fatalf("logout ended on %d %s: %s", resp.StatusCode, resp.Request.URL, truncate(body, 300))
+		}
+		// mellon's session is gone: the secret page starts a login again.
+		resp, _ = get(t, noFollow(browser), sp+"/secret/")
+		if loc := resp.Header.Get("Location"); resp.StatusCode/100 != 3 || !strings.HasPrefix(loc, sp+"/mellon/login?") {
+			t.Fatalf("after logout: %d %q", resp.StatusCode, loc)
+		}
+	})
+
+	t.Run("IdP-initiated launch", func(t *testing.T) {
+		b := newClient(t)
+		resp, body := get(t, b, e.base+"/saml/launch/mellon") // logs in first
+		if resp.StatusCode != 200 || e.sess.logins < 2 {
+			t.Fatalf("launch: %d logins %d", resp.StatusCode, e.sess.logins)
+		}
+		resp, _ = followPost(t, b, body)
+		checkSecret(t, resp)
+
+		// SP-initiated logout: mellon's signed LogoutRequest ends the
+		// idbridge session; our LogoutResponse brings the browser back.
+		resp, _ = get(t, b, sp+"/mellon/logout?ReturnTo="+sp+"/bye.html")
+		if resp.StatusCode != 200 || resp.Request.URL.String() != sp+"/bye.html" {
+			t.Fatalf("mellon logout ended on %d %s", resp.StatusCode, resp.Request.URL)
+		}
+		resp, _ = get(t, noFollow(b), e.base+"/saml/launch/mellon")
+		if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, "/login") {
+			t.Errorf("idbridge session survived mellon's logout: %d %q", resp.StatusCode, loc)
+		}
+	})
+}
+
+// TestSimpleSAMLphp uses SimpleSAMLphp's default-sp as a second SP:
+// SP-initiated login, ending on its attribute page.
+func TestSimpleSAMLphp(t *testing.T) {
+	php := testlib.Need(t, "php")
+	const www = "/usr/share/simplesamlphp/www"
+	if _, err := os.Stat(www); err != nil {
+		testlib.Need(t, "simplesamlphp")
+	}
+	s := peerDir(t, "ssp")
+	addr := testlib.FreePort(t)
+	sp := "http://" + addr
+	ssp := ServiceProvider{
+		Name: "ssp", EntityID: "https://ssp.test/sp",
+		ACS:    []Endpoint{{Index: 0, Binding: BindingPOST, Location: sp + "/module.php/saml/sp/saml2-acs.php/default-sp"}},
+		SLO:    []Endpoint{{Binding: BindingRedirect, Location: sp + "/module.php/saml/sp/saml2-logout.php/default-sp"}},
+		NameID: NameIDEmail, Attributes: AttributesGeneric, Sign: SignAssertion,
+	}
+	e := newEnv(t, nil, ssp)
+	for _, d := range []string{"config", "metadata", "log", "data", "tmp"} {
+		os.MkdirAll(filepath.Join(s, d), 0o755)
+	}
+	cfg, err := os.ReadFile("/etc/simplesamlphp/config.php")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = append(cfg, fmt.Sprintf(`
+$config['baseurlpath'] = '%[1]s/';
+$config['loggingdir'] = '%[2]s/log/';
+$config['datadir'] = '%[2]s/data/';
+$config['tempdir'] = '%[2]s/tmp';
+$config['metadatadir'] = '%[2]s/metadata/';
+$config['metadata.sources'] = [['type' => 'flatfile', 'directory' => '%[2]s/metadata/']];
+$config['secretsalt'] = 'idbridge-test-salt';
+$config['logging.handler'] = 'file';
+$config['logging.level'] = SimpleSAML\Logger::DEBUG;
+$config['session.cookie.secure'] = false;
+$config['store.type'] = 'phpsession';
+`, sp, s)...)
+	writeFile(t, s, "config/config.php", cfg)
+	auth, err := os.ReadFile("/etc/simplesamlphp/authsources.php")
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth = append(auth, fmt.Sprintf(`
+$config['default-sp']['entityID'] = 'https://ssp.test/sp';
+$config['default-sp']['idp'] = '%s';
+`, e.idp.EntityID())...)
+	writeFile(t, s, "config/authsources.php", auth)
+	writeFile(t, s, "metadata/saml20-idp-remote.php", []byte(fmt.Sprintf(`<?php
+$metadata['%[1]s'] = [
+  'entityid' => '%[1]s',
+  'SingleSignOnService' => [['Binding' => '%[2]s', 'Location' => '%[3]s/saml/sso']],
+  'SingleLogoutService' => [['Binding' => '%[2]s', 'Location' => '%[3]s/saml/slo']],
+  'certData' => '%[4]s',
+];
+`, e.idp.EntityID(), BindingRedirect, e.base, base64Std(idpKP.Cert.Raw))))
+	cmd := exec.Command(php, "-S", addr, "-t", www)
+	cmd.Env = append(os.Environ(), "SIMPLESAMLPHP_CONFIG_DIR="+filepath.Join(s, "config"))
+	startDaemon(t, cmd, addr, filepath.Join(s, "log", "simplesamlphp.log"))
+
+	browser := newClient(t)
+	resp, body := get(t, browser, sp+"/module.php/core/authenticate.php?as=default-sp")
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Request.URL.String(), e.base+"/saml/sso") {
+		t.Fatalf("at %d %s:\n%s", resp.StatusCode, resp.Request.URL, truncate(body, 1500))
+	}
+	resp, body = followPost(t, browser, body)
+	if resp.StatusCode != 200 || !strings.Contains(resp.Request.URL.Path, "/module.php/core/authenticate.php") {
+		t.Fatalf("ended on %d %s:\n%s", resp.StatusCode, resp.Request.URL, truncate(body, 3000))
+	}
+	for _, want := range []string{alice.Email, "urn:oid:0.9.2342.19200300.100.1.1", ">alice<", "devs", "admins", "O&#039;Brien &amp; &lt;Co&gt;"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("attribute page lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("page:\n%s", truncate(body, 6000))
+	}
+}
+
+// TestLassoAtlassian plays an Atlassian-shaped SP with Lasso: its
+// AuthnRequest (ACS with a query string) is answered, and Lasso accepts the
+// Response with exactly the NameID and the three claims Atlassian reads.
+func TestLassoAtlassian(t *testing.T) {
+	py := "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import lasso").Run(); err != nil {
+		testlib.Need(t, "python3-lasso")
+	}
+	e := newEnv(t, nil, atlassianSP())
+	d := t.TempDir()
+	writeFile(t, d, "sp.key", keyPEM(spKP.Key))
+	writeFile(t, d, "sp.crt", certPEM(spKP.Cert))
+	writeFile(t, d, "sp.xml", []byte(`<?xml version="1.0"?>
+<md:EntityDescriptor xmlns:md="`+nsMD+`" entityID="`+atlassianEntity+`">
+  <md:SPSSODescriptor protocolSupportEnumeration="`+nsSAMLP+`" AuthnRequestsSigned="false" WantAssertionsSigned="false">
+    <md:AssertionConsumerService index="0" isDefault="true" Binding="`+BindingPOST+`" Location="`+xmlEsc(atlassianACS)+`"/>
+  </md:SPSSODescriptor>
+</md:EntityDescriptor>`))
+	_, meta := get(t, newClient(t), e.base+"/saml/metadata")
+	writeFile(t, d, "idp.xml", []byte(meta))
+	lasso := func(args ...string) string {
+		out, err := exec.Command(py, append([]string{"testdata/lasso_sp.py"}, args...)...).Output()
+		if err != nil {
+			var stderr []byte
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = ee.Stderr
+			}
+			t.Fatalf("lasso %s: %v\n%s", args[0], err, stderr)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	reqURL := lasso("request", d)
+	if !strings.HasPrefix(reqURL, e.base+"/saml/sso?") {
+		t.Fatalf("lasso request URL %q", reqURL)
+	}
+	browser := newClient(t)
+	resp, body := get(t, browser, reqURL)
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	action, fields := parsePostPage(t, body)
+	if action != atlassianACS {
+		t.Errorf("form action %q", action)
+	}
+	// A tampered response is refused by Lasso (its signature check works).
+	raw, _ := base64.StdEncoding.DecodeString(fields.Get("SAMLResponse"))
+	evil := base64Std([]byte(strings.Replace(string(raw), alice.VirtualAddress, "mallory@id.example.org", 1)))
+	if out, err := exec.Command(py, "testdata/lasso_sp.py", "response", d, evil).CombinedOutput(); err == nil {
+		t.Fatalf("lasso accepted a tampered response: %s", out)
+	}
+	var got struct {
+		NameID       string              `json:"name_id"`
+		Format       string              `json:"format"`
+		Attributes   map[string][]string `json:"attributes"`
+		Destination  string              `json:"destination"`
+		InResponseTo string              `json:"in_response_to"`
+		RequestID    string              `json:"request_id"`
+		Audience     string              `json:"audience"`
+	}
+	if err := json.Unmarshal([]byte(lasso("response", d, fields.Get("SAMLResponse"))), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{claimGivenName: {"Alice"}, claimSurname: {"O'Brien & <Co>"}, claimName: {"acc-0001"}}
+	if got.NameID != alice.VirtualAddress || got.Format != NameIDFormatEmail || !reflect.DeepEqual(got.Attributes, want) ||
+		got.Destination != atlassianACS || got.Audience != atlassianEntity || got.InResponseTo == "" || got.InResponseTo != got.RequestID {
+		t.Errorf("lasso read %+v", got)
+	}
+}
