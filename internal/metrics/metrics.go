@@ -22,10 +22,6 @@ type Metrics struct {
 	MailsSent     *prometheus.CounterVec   // template, result: queued, sent, retry, failed, rate_limited
 	HTTPDuration  *prometheus.HistogramVec // route, code
 	SSO           *prometheus.CounterVec   // protocol, client, result
-
-	ForwardSessions *prometheus.CounterVec // result: accepted, refused_<reason>
-	ForwardQueue    *prometheus.CounterVec // event: queued, delivered, deferred, bounced
-	QueueDepth      prometheus.Gauge
 }
 
 // New returns a fresh set of collectors registered on their own registry,
@@ -49,18 +45,8 @@ func New() *Metrics {
 		SSO: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "idbridge_sso_total", Help: "Single sign-on responses by protocol, client and result.",
 		}, []string{"protocol", "client", "result"}),
-		ForwardSessions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "idbridge_forward_messages_total", Help: "Inbound messages to virtual addresses by result.",
-		}, []string{"result"}),
-		ForwardQueue: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "idbridge_forward_queue_events_total", Help: "Forwarding queue events.",
-		}, []string{"event"}),
-		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "idbridge_forward_queue_depth", Help: "Messages waiting in the local forwarding queue.",
-		}),
 	}
 	m.Registry.MustRegister(m.Logins, m.Registrations, m.MailsSent, m.HTTPDuration, m.SSO,
-		m.ForwardSessions, m.ForwardQueue, m.QueueDepth,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -68,4 +54,45 @@ func New() *Metrics {
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
+
+// ForwardStats is a snapshot of the mail forwarder's counters.
+type ForwardStats struct {
+	Accepted                             uint64            // messages handed to the queue
+	Refused                              map[string]uint64 // by reason
+	Queued, Delivered, Deferred, Bounced uint64            // queue events, per recipient
+	Depth                                int               // messages in the queue
+}
+
+// RegisterForward exposes the forwarder's counters, read from snapshot at
+// each scrape: idbridge_forward_messages_total{result},
+// idbridge_forward_queue_events_total{event} and idbridge_forward_queue_depth.
+func (m *Metrics) RegisterForward(snapshot func() ForwardStats) {
+	m.Registry.MustRegister(forwardCollector(snapshot))
+}
+
+type forwardCollector func() ForwardStats
+
+var (
+	fwdMessages = prometheus.NewDesc("idbridge_forward_messages_total", "Inbound messages to virtual addresses: accepted, or refused by reason.", []string{"result"}, nil)
+	fwdEvents   = prometheus.NewDesc("idbridge_forward_queue_events_total", "Forwarding queue events per recipient: queued, delivered, deferred, bounced.", []string{"event"}, nil)
+	fwdDepth    = prometheus.NewDesc("idbridge_forward_queue_depth", "Messages waiting in the local forwarding queue.", nil, nil)
+)
+
+func (f forwardCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- fwdMessages
+	ch <- fwdEvents
+	ch <- fwdDepth
+}
+
+func (f forwardCollector) Collect(ch chan<- prometheus.Metric) {
+	s := f()
+	ch <- prometheus.MustNewConstMetric(fwdMessages, prometheus.CounterValue, float64(s.Accepted), "accepted")
+	for reason, n := range s.Refused {
+		ch <- prometheus.MustNewConstMetric(fwdMessages, prometheus.CounterValue, float64(n), "refused_"+reason)
+	}
+	for ev, n := range map[string]uint64{"queued": s.Queued, "delivered": s.Delivered, "deferred": s.Deferred, "bounced": s.Bounced} {
+		ch <- prometheus.MustNewConstMetric(fwdEvents, prometheus.CounterValue, float64(n), ev)
+	}
+	ch <- prometheus.MustNewConstMetric(fwdDepth, prometheus.GaugeValue, float64(s.Depth))
 }

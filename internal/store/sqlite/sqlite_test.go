@@ -176,3 +176,33 @@ func BenchmarkHit(b *testing.B) {
 		}
 	})
 }
+
+func TestBackup(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := Open(ctx, filepath.Join(dir, "live.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now().UTC()
+	if err := st.CreateAccount(ctx, store.Account{ID: "id1", Username: "anna", Email: "anna@example.com", EmailVerified: true, CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "copy.db")
+	if err := st.Backup(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Backup(ctx, path); err == nil {
+		t.Fatal("backup over an existing file succeeded")
+	}
+	cp, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cp.Close()
+	a, err := cp.GetAccountByUsername(ctx, "anna")
+	if err != nil || a.Email != "anna@example.com" {
+		t.Fatalf("backup copy: %+v, %v", a, err)
+	}
+}
