@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/idbridge/idbridge/internal/account"
+	"github.com/idbridge/idbridge/internal/captcha"
 	"github.com/idbridge/idbridge/internal/config"
 	"github.com/idbridge/idbridge/internal/mailout"
 	"github.com/idbridge/idbridge/internal/store"
@@ -190,6 +191,18 @@ func (a *app) build(ctx context.Context) (*servers, error) {
 		minAge = -1
 	}
 	portal := &portal{}
+	var captchaHook web.Captcha
+	if c := cfg.Accounts.Captcha; c.Provider != "" {
+		secret, err := config.ReadSecretFile(c.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("accounts.captcha.secret_file: %w", err)
+		}
+		cp, err := captcha.New(c.Provider, c.SiteKey, string(secret), "")
+		if err != nil {
+			return nil, fmt.Errorf("accounts.captcha: %w", err)
+		}
+		captchaHook = cp
+	}
 	ws, err := web.New(web.Options{
 		Accounts:       a.accounts,
 		Store:          a.st,
@@ -202,6 +215,7 @@ func (a *app) build(ctx context.Context) (*servers, error) {
 		Keys:           [][]byte{webKey},
 		RegisterMinAge: minAge,
 		RegisterMaxAge: cfg.Accounts.RegisterMaxAge.Duration(),
+		Captcha:        captchaHook,
 		Dev:            cfg.DevMode,
 		Portal:         portal.links,
 	})
