@@ -315,7 +315,7 @@ func dash(s string) string {
 
 func cmdKeys(args []string, e env) error {
 	if len(args) == 0 {
-		return usagef("keys needs a subcommand: list, add, activate ID, retire ID, dkim")
+		return usagef("keys needs a subcommand: list, show ID, add, activate ID, retire ID, dkim")
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)
@@ -325,7 +325,7 @@ func cmdKeys(args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	want := map[string]int{"list": 0, "add": 0, "activate": 1, "retire": 1, "dkim": 0}
+	want := map[string]int{"list": 0, "add": 0, "activate": 1, "retire": 1, "dkim": 0, "show": 1}
 	n, ok := want[sub]
 	if !ok {
 		return usagef("unknown keys subcommand %q", sub)
@@ -378,6 +378,15 @@ func cmdKeys(args []string, e env) error {
 		ks, err := km.List(ctx)
 		if err != nil {
 			return err
+		}
+		if sub == "show" {
+			for _, k := range ks {
+				if k.ID == pos[0] {
+					fmt.Fprintf(e.stdout, "key %s (%s, %s)\n%s", k.ID, k.Purpose, k.State, k.CertPEM)
+					return nil
+				}
+			}
+			return fmt.Errorf("no saml key %q (see `idbridge keys list`)", pos[0])
 		}
 		w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(w, "ID\tPURPOSE\tSTATE\tCREATED")

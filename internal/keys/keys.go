@@ -54,7 +54,7 @@ func New(st store.Store, purpose, subject string) *Manager {
 	return &Manager{st: st, purpose: purpose, subject: subject, bits: 2048, ttl: 10 * time.Second, now: time.Now}
 }
 
-// SetBits sets the RSA key size for keys generated from now on (tests use 1024... never below 2048 in production).
+// SetBits sets the RSA key size of keys generated from now on (default 2048).
 func (m *Manager) SetBits(bits int) { m.bits = bits }
 
 // Ensure creates and activates a first key when the purpose has none.
