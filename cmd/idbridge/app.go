@@ -79,9 +79,10 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 		return nil, err
 	}
 	a.accounts = account.New(st, a.mailer, account.Config{
-		BaseURL:           cfg.BaseURL,
-		VirtualDomain:     cfg.VirtualDomain,
-		Reserved:          cfg.Accounts.ReservedUsernames,
+		BaseURL:       cfg.BaseURL,
+		VirtualDomain: cfg.VirtualDomain,
+		// Role addresses that go to the operator can never be usernames.
+		Reserved:          append(append([]string(nil), cfg.Accounts.ReservedUsernames...), cfg.Forward.ReservedExtra...),
 		UnverifiedTTL:     cfg.Accounts.UnverifiedTTL.Duration(),
 		VerifyTTL:         cfg.Tokens.VerifyTTL.Duration(),
 		ResetTTL:          cfg.Tokens.ResetTTL.Duration(),

@@ -49,8 +49,8 @@ func (d directory) Lookup(ctx context.Context, localPart string) (string, bool, 
 // queueAdapter gives the SMTP server the queue's Put.
 type queueAdapter struct{ q *queue.Queue }
 
-func (a queueAdapter) Put(ctx context.Context, from string, to []string, data []byte) (string, error) {
-	return a.q.Put(ctx, queue.Envelope{From: from, To: to}, data)
+func (a queueAdapter) Put(ctx context.Context, from string, to, original []string, data []byte) (string, error) {
+	return a.q.Put(ctx, queue.Envelope{From: from, To: to, Original: original}, data)
 }
 
 // srsSecret is the SRS key, shared by every node through the store so that a

@@ -52,6 +52,12 @@ func (s *Service) Register(ctx context.Context, in RegisterInput) error {
 		return err
 	}
 
+	// Hash before looking at the email, so that a taken address answers as
+	// slowly as a new one and timing does not tell who has an account.
+	hash, err := password.Hash(in.Password, s.cfg.Argon2)
+	if err != nil {
+		return fmt.Errorf("register: %w", err)
+	}
 	switch owner, err := s.st.GetAccountByEmail(ctx, in.Email); {
 	case err == nil:
 		s.emailTaken(ctx, owner, in.Email, in.IP)
@@ -60,10 +66,6 @@ func (s *Service) Register(ctx context.Context, in RegisterInput) error {
 		return fmt.Errorf("register: %w", err)
 	}
 
-	hash, err := password.Hash(in.Password, s.cfg.Argon2)
-	if err != nil {
-		return fmt.Errorf("register: %w", err)
-	}
 	id, err := newID()
 	if err != nil {
 		return fmt.Errorf("register: %w", err)

@@ -176,7 +176,8 @@ type Forward struct {
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
 	// command_timeout: idle time allowed between SMTP commands. Default 5m.
 	CommandTimeout Duration `yaml:"command_timeout"`
-	// data_timeout: time allowed for the whole DATA transfer. Default 10m.
+	// data_timeout: longest silence allowed while the client sends the message
+	// data (each read waits at most this long). Default 10m.
 	DataTimeout Duration `yaml:"data_timeout"`
 	// ip_ranges_refresh: how often allow.ip_ranges_urls are fetched again. Default 1h.
 	IPRangesRefresh Duration `yaml:"ip_ranges_refresh"`

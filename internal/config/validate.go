@@ -203,10 +203,10 @@ func (v *checker) forward() {
 	for i, file := range f.Allow.IPRangesFiles {
 		v.readable(fmt.Sprintf("%sallow.ip_ranges_files[%d]", p, i), file)
 	}
+	// The list decides who may send: fetch it over https only (http only
+	// from a loopback host, for tests), so nobody on the path can add to it.
 	for i, s := range f.Allow.IPRangesURLs {
-		if _, msg := parseWebURL(s); msg != "" {
-			v.add(fmt.Sprintf("%sallow.ip_ranges_urls[%d]", p, i), "%s", msg)
-		}
+		v.spURL(fmt.Sprintf("%sallow.ip_ranges_urls[%d]", p, i), s)
 	}
 	for i, d := range f.Allow.Domains {
 		v.domain(fmt.Sprintf("%sallow.domains[%d]", p, i), d, 2)

@@ -57,7 +57,10 @@ type SRSReverser interface {
 // Queue takes accepted messages. Put returns only when the message is
 // durable; the client gets 250 only after that.
 type Queue interface {
-	Put(ctx context.Context, from string, to []string, data []byte) (id string, err error)
+	// to are the forward targets; original[i] is the address the client
+	// used for to[i] (the virtual address), for DSNs that must not disclose
+	// a member's real address.
+	Put(ctx context.Context, from string, to, original []string, data []byte) (id string, err error)
 }
 
 // DefaultRoleLocalParts are the local parts that always go to the operator

@@ -63,7 +63,10 @@ type memQueue struct {
 	fail bool
 }
 
-func (q *memQueue) Put(_ context.Context, from string, to []string, data []byte) (string, error) {
+func (q *memQueue) Put(_ context.Context, from string, to, original []string, data []byte) (string, error) {
+	if len(original) != len(to) {
+		return "", errors.New("original and to differ in length")
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.fail {

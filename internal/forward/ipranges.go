@@ -106,6 +106,20 @@ func (r *ipRanges) Contains(ip netip.Addr) bool {
 	return false
 }
 
+// Incomplete reports whether a configured file or URL has never loaded: the
+// allow-list may then lack senders that it should hold, and a refusal must be
+// temporary (the sender retries) rather than permanent.
+func (r *ipRanges) Incomplete() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, src := range append(append([]string(nil), r.files...), r.urls...) {
+		if _, ok := r.sources[src]; !ok {
+			return true
+		}
+	}
+	return false
+}
+
 // loadFiles reads every file whose modification time differs from the one
 // last read (or every file, when force is set). It returns the errors joined.
 func (r *ipRanges) loadFiles(force bool) error {

@@ -239,6 +239,26 @@ func TestIPRangesUnreachableURLFailsNothing(t *testing.T) {
 	if e.srv.senderNetworkAllowed(netip.MustParseAddr("192.0.2.1")) {
 		t.Error("allowed with no list")
 	}
+	// A list that never loaded may lack this sender: the refusal is
+	// temporary, so the sender retries instead of bouncing its mail.
+	if stage, code, text := transaction(t, e.addr, "jira@atlassian.test", []string{"john@" + vd}, simpleMsg); stage != "mail" || code != 451 {
+		t.Errorf("with the list never loaded: %s %d %s, want 451 at MAIL", stage, code, text)
+	}
+}
+
+// Once every list has loaded, a sender outside them is refused for good.
+func TestIPRangesLoadedRefusalIsPermanent(t *testing.T) {
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(ranges("192.0.2.0/24")))
+	}))
+	defer hs.Close()
+	e := start(t, func(c *Config) { c.IPRangesURLs = []string{hs.URL} })
+	if err := e.srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if stage, code, text := transaction(t, e.addr, "jira@atlassian.test", []string{"john@" + vd}, simpleMsg); stage != "mail" || code != 550 {
+		t.Errorf("sender outside a loaded list: %s %d %s, want 550 at MAIL", stage, code, text)
+	}
 }
 
 func FuzzParseIPRanges(f *testing.F) {

@@ -123,6 +123,9 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 		ss.inTx = true
 		return nil
 	}
+	if ss.spfTemp || ss.s.ranges.Incomplete() {
+		return ss.refuse("mail", ReasonTemporary, smtpErr(451, smtp.EnhancedCode{4, 7, 1}, "Could not verify the sender now, try again later"))
+	}
 	return ss.refuse("mail", ReasonSender, smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "Sender not allowed: your address or network may not send mail here"))
 }
 
@@ -253,7 +256,7 @@ func (ss *session) Data(r io.Reader) error {
 	if ss.allowed == "" {
 		dkimDomain, temp := ss.checkDKIM(data)
 		if dkimDomain == "" {
-			if temp || ss.spfTemp {
+			if temp || ss.spfTemp || ss.s.ranges.Incomplete() {
 				return ss.refuse("data", ReasonTemporary, smtpErr(451, smtp.EnhancedCode{4, 7, 1}, "Could not verify the sender now, try again later"))
 			}
 			return ss.refuse("data", ReasonDKIM, smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "Sender not allowed: no valid DKIM signature of an allowed domain"))
@@ -267,12 +270,15 @@ func (ss *session) Data(r io.Reader) error {
 		msgN = ss.tc.nextMsg()
 	}
 	localID := ss.id + "." + strconv.Itoa(msgN)
-	var to []string
+	// to are the forward targets, original the addresses the client used
+	// for them (a DSN names those, never a member's real address).
+	var to, original []string
 	seen := map[string]bool{}
 	for _, rc := range ss.rcpts {
 		if k := strings.ToLower(rc.target); !seen[k] {
 			seen[k] = true
 			to = append(to, rc.target)
+			original = append(original, rc.addr)
 		}
 	}
 	var forClause string
@@ -284,7 +290,7 @@ func (ss *session) Data(r io.Reader) error {
 	msg = append(append(msg, hdr...), data...)
 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), lookupTimeout)
-	qid, err := s.queue.Put(ctx, ss.from, to, msg)
+	qid, err := s.queue.Put(ctx, ss.from, to, original, msg)
 	cancel()
 	if err != nil {
 		ss.log.Error("queue put failed", "err", err)
