@@ -178,7 +178,8 @@ func (a *app) buildSAML(ctx context.Context, s *servers, p *portal) error {
 	s.web.Handle("GET /saml/launch/{name}", h)
 	p.sources = append(p.sources, func(r *http.Request, acc store.Account) []web.PortalLink {
 		var out []web.PortalLink
-		for _, l := range idp.Portal(saml.Principal{ID: acc.ID, Username: acc.Username}) {
+		pr := saml.Principal{ID: acc.ID, Username: acc.Username, Email: acc.Email, VirtualAddress: a.accounts.VirtualAddress(acc)}
+		for _, l := range idp.Portal(pr) {
 			out = append(out, web.PortalLink{Name: l.Name, URL: l.URL})
 		}
 		return out
