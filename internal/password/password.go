@@ -177,22 +177,25 @@ var (
 	dummies = map[Params]string{}
 )
 
-// DummyHash returns a hash of a random password at parameters p, computed once
-// per parameter set. Verify a password against it when the account does not
-// exist, so that an unknown user takes as long as a known one.
+// DummyHash returns a PHC string at parameters p with a random salt and a
+// random key, made once per parameter set. Verify a password against it when
+// the account does not exist: the check costs exactly one argon2id hash, as
+// for a known user, and never matches. Making it costs no hash at all, so
+// start-up neither waits for one nor keeps its memory.
 func DummyHash(p Params) string {
 	dummyMu.Lock()
 	defer dummyMu.Unlock()
 	if h, ok := dummies[p]; ok {
 		return h
 	}
-	var pw [18]byte
-	_, _ = rand.Read(pw[:])
-	h, err := Hash(b64.EncodeToString(pw[:]), p)
-	if err != nil {
-		// Invalid parameters: fall back to the defaults so Verify still works.
-		h, _ = Hash(b64.EncodeToString(pw[:]), Default)
+	asked := p
+	if p.Validate() != nil {
+		p = Default // invalid parameters: the defaults, so Verify still works
 	}
-	dummies[p] = h
+	salt, key := make([]byte, saltLen), make([]byte, keyLen)
+	_, _ = rand.Read(salt)
+	_, _ = rand.Read(key)
+	h := fmt.Sprintf("$argon2id$v=%d$%s$%s$%s", argon2.Version, p, b64.EncodeToString(salt), b64.EncodeToString(key))
+	dummies[asked] = h
 	return h
 }
