@@ -67,8 +67,11 @@ func (s *Service) Login(ctx context.Context, login, pw, ip, userAgent string) (s
 		return store.Account{}, ErrNotVerified
 	}
 
-	if err := s.st.ResetCounter(ctx, acctKey(a.ID)); err != nil {
-		s.log.ErrorContext(ctx, "account: reset throttle", "err", err)
+	// Most logins follow no failure: a read spares them a write.
+	if c, err := s.st.GetCounter(ctx, acctKey(a.ID)); err != nil || c.Count > 0 {
+		if err := s.st.ResetCounter(ctx, acctKey(a.ID)); err != nil {
+			s.log.ErrorContext(ctx, "account: reset throttle", "err", err)
+		}
 	}
 	newHash := ""
 	if rehash {
