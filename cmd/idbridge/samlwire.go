@@ -44,6 +44,15 @@ func (s samlSessions) LoginURL(continueURL string, force bool) string {
 }
 
 func (s samlSessions) RecordParticipant(ctx context.Context, sessionID string, p saml.Participant) error {
+	// A member who goes back to the same SP gets the same values: a read
+	// spares the write.
+	if sess, err := s.st.GetSession(ctx, sessionID); err == nil {
+		for _, q := range sess.Participants {
+			if q.Protocol == "saml" && q.Client == p.SP && q.NameID == p.NameID && q.NameIDFormat == p.NameIDFormat && q.SessionIndex == p.SessionIndex {
+				return nil
+			}
+		}
+	}
 	return s.st.UpdateSession(ctx, sessionID, func(sess *store.Session) error {
 		for i, q := range sess.Participants {
 			if q.Protocol == "saml" && q.Client == p.SP {

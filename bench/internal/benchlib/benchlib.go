@@ -52,6 +52,7 @@ type Config struct {
 	SMTPAddr   string // "" : no forwarder
 	Argon2     [3]int // memory KiB, iterations, parallelism
 	AllowWeak  bool   // argon2 below the OWASP minimum (account creation only)
+	Extra      string // YAML appended as it is (e.g. a saml: section)
 	ConfigPath string // where Write put it
 }
 
@@ -81,7 +82,7 @@ accounts:
   argon2: {memory_kib: %d, iterations: %d, parallelism: %d%s}
 log:
   level: warn
-`, c.HTTPAddr, filepath.Join(c.Dir, "idbridge.db"), c.Dir, c.HTTPAddr, fwd, c.Argon2[0], c.Argon2[1], c.Argon2[2], weak)
+%s`, c.HTTPAddr, filepath.Join(c.Dir, "idbridge.db"), c.Dir, c.HTTPAddr, fwd, c.Argon2[0], c.Argon2[1], c.Argon2[2], weak, c.Extra)
 	c.ConfigPath = filepath.Join(c.Dir, "idbridge.yaml")
 	return os.WriteFile(c.ConfigPath, []byte(y), 0o600)
 }
