@@ -42,3 +42,5 @@ require (
 	modernc.org/memory v1.12.1 // indirect
 	modernc.org/sqlite v1.63.0 // indirect
 )
+
+replace github.com/emersion/go-smtp => ./third_party/go-smtp

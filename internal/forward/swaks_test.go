@@ -41,7 +41,9 @@ func TestSwaksRelayMatrix(t *testing.T) {
 		{"john@[127.0.0.1]", "553 5.1.3"},
 		{"john@" + vd + ".", "553 5.1.3"},
 		{"john@@" + vd, "553 5.1.3"},
-		{"@" + vd + ":john@gmail.test", "550 5.7.1"},
+		{"@" + vd + ":john@gmail.test", "553 5.1.3"},
+		{"@relay.test:john@" + vd, "553 5.1.3"},
+		{`"john"@` + vd, "553 5.1.3"},
 		{"locked@" + vd, "550 5.1.1"},
 		{"nobody@" + vd, "550 5.1.1"},
 	}
