@@ -134,7 +134,7 @@ func (a *app) buildForward(ctx context.Context, s *servers) error {
 			}
 		}
 		q, err = queue.Open(queue.Config{Dir: queueDir(cfg), Courier: fwd, Logger: log.With("sub", "queue"),
-			Hostname: fw.Hostname, Lifetime: fw.QueueLifetime.Duration()})
+			Hostname: fw.Hostname, Lifetime: fw.QueueLifetime.Duration(), PerDomain: fw.DestinationConcurrency})
 		if err != nil {
 			return err
 		}

@@ -170,6 +170,9 @@ type Forward struct {
 	MaxMessageBytes ByteSize `yaml:"max_message_bytes"`
 	// max_recipients: RCPT TO per message. Default 100.
 	MaxRecipients int `yaml:"max_recipients"`
+	// destination_concurrency: simultaneous deliveries to one recipient
+	// domain (like Postfix's default_destination_concurrency_limit). Default 20.
+	DestinationConcurrency int `yaml:"destination_concurrency"`
 	// max_connections: simultaneous SMTP connections in total. Default 200.
 	MaxConnections int `yaml:"max_connections"`
 	// max_connections_per_ip: simultaneous SMTP connections per client IP. Default 20.
@@ -404,19 +407,20 @@ func Default() *Config {
 			RetryLifetime: 24 * Hour,
 		},
 		Forward: Forward{
-			Listen:              "0.0.0.0:25",
-			Delivery:            DeliveryDirect,
-			Smarthost:           smarthost,
-			SRSMaxAge:           21 * 24 * Hour,
-			MaxMessageBytes:     25 * MiB,
-			MaxRecipients:       100,
-			MaxConnections:      200,
-			MaxConnectionsPerIP: 20,
-			CommandTimeout:      5 * Minute,
-			DataTimeout:         10 * Minute,
-			IPRangesRefresh:     Hour,
-			QueueLifetime:       120 * Hour,
-			DeliveryPort:        25,
+			Listen:                 "0.0.0.0:25",
+			Delivery:               DeliveryDirect,
+			Smarthost:              smarthost,
+			SRSMaxAge:              21 * 24 * Hour,
+			MaxMessageBytes:        25 * MiB,
+			MaxRecipients:          100,
+			DestinationConcurrency: 20,
+			MaxConnections:         200,
+			MaxConnectionsPerIP:    20,
+			CommandTimeout:         5 * Minute,
+			DataTimeout:            10 * Minute,
+			IPRangesRefresh:        Hour,
+			QueueLifetime:          120 * Hour,
+			DeliveryPort:           25,
 		},
 		Site: Site{Name: "idbridge", Color: "#2f5d8a"},
 		Accounts: Accounts{

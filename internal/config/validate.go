@@ -235,7 +235,7 @@ func (v *checker) forward() {
 	for _, n := range []struct {
 		key string
 		val int
-	}{{"max_recipients", f.MaxRecipients}, {"max_connections", f.MaxConnections}, {"max_connections_per_ip", f.MaxConnectionsPerIP}} {
+	}{{"max_recipients", f.MaxRecipients}, {"destination_concurrency", f.DestinationConcurrency}, {"max_connections", f.MaxConnections}, {"max_connections_per_ip", f.MaxConnectionsPerIP}} {
 		if n.val < 1 {
 			v.add(p+n.key, "must be at least 1")
 		}

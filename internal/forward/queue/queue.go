@@ -102,7 +102,8 @@ type Config struct {
 	Lifetime time.Duration
 	// MinRetry and MaxRetry bound the exponential backoff (defaults 1 minute, 1 hour).
 	MinRetry, MaxRetry time.Duration
-	// PerDomain caps concurrent deliveries per recipient domain (default 4).
+	// PerDomain caps concurrent deliveries per recipient domain (default 20,
+	// Postfix's default_destination_concurrency_limit).
 	PerDomain int
 	// AttemptTimeout caps one delivery attempt (default 15 minutes).
 	AttemptTimeout time.Duration
@@ -158,7 +159,7 @@ func Open(cfg Config) (*Queue, error) {
 		cfg.MaxRetry = max(time.Hour, cfg.MinRetry)
 	}
 	if cfg.PerDomain <= 0 {
-		cfg.PerDomain = 4
+		cfg.PerDomain = 20
 	}
 	if cfg.AttemptTimeout <= 0 {
 		cfg.AttemptTimeout = 15 * time.Minute
@@ -590,6 +591,16 @@ func (q *Queue) attempt(ctx context.Context, it *item, data []byte) {
 			q.deferred.Add(1)
 			log.Info("deferred", "err", res.err, "next_attempt", r.NextAttempt)
 		}
+	}
+	// When every recipient is delivered, work removes the item right away:
+	// recording that first would cost two fsyncs for nothing (a crash in
+	// between delivers again, which is allowed; losing a message is not).
+	allDelivered := true
+	for _, r := range it.Recipients {
+		allDelivered = allDelivered && r.Status == Delivered
+	}
+	if allDelivered {
+		return
 	}
 	if err := q.writeEnv(&it.Item, true); err != nil {
 		q.log.Error("queue: cannot record delivery state", "queue_id", it.ID, "err", err)
