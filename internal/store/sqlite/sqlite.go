@@ -28,6 +28,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -40,8 +41,73 @@ var migrationFS embed.FS
 
 // Store is the SQLite store. Create it with Open.
 type Store struct {
-	w *sql.DB // one connection: every write, in IMMEDIATE transactions
-	r *sql.DB // query-only connections for plain reads
+	w *sql.DB   // one connection: every write, in IMMEDIATE transactions
+	r *readPool // query-only connections for plain reads
+}
+
+// readPool runs the plain reads with prepared statements kept for reuse:
+// the queries are a fixed set, and parsing each again on every call cost
+// more than running it (sessions and accounts are read on every request).
+type readPool struct {
+	db    *sql.DB
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt
+}
+
+func (p *readPool) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st, ok := p.stmts[query]; ok {
+		return st, nil
+	}
+	if len(p.stmts) >= maxStmts {
+		return nil, errTooManyStmts
+	}
+	st, err := p.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	p.stmts[query] = st
+	return st, nil
+}
+
+// maxStmts bounds the cache: the store's queries are a few dozen shapes
+// (filters make a few variants of the list queries); anything past it runs
+// unprepared.
+const maxStmts = 256
+
+var errTooManyStmts = errors.New("statement cache full")
+
+// QueryRowContext is sql.DB's, on a prepared statement.
+func (p *readPool) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := p.stmt(ctx, query)
+	if err != nil {
+		return p.db.QueryRowContext(ctx, query, args...) // reports a prepare error itself
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// QueryContext is sql.DB's, on a prepared statement.
+func (p *readPool) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := p.stmt(ctx, query)
+	if err != nil {
+		return p.db.QueryContext(ctx, query, args...)
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// PingContext is sql.DB's.
+func (p *readPool) PingContext(ctx context.Context) error { return p.db.PingContext(ctx) }
+
+// Close closes the statements and the pool.
+func (p *readPool) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	for _, st := range p.stmts {
+		errs = append(errs, st.Close())
+	}
+	return errors.Join(append(errs, p.db.Close())...)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -104,7 +170,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		r.Close()
 		return nil, fmt.Errorf("open sqlite %q: %w", path, err)
 	}
-	return &Store{w: w, r: r}, nil
+	return &Store{w: w, r: &readPool{db: r, stmts: map[string]*sql.Stmt{}}}, nil
 }
 
 // Close closes both connection pools.
