@@ -321,9 +321,13 @@ func cmdKeys(args []string, e env) error {
 	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)
 	var d dataFlags
 	d.register(fs)
+	purpose := fs.String("purpose", "saml", "which keys: saml (signing assertions) or dkim (the forwarder's own signature)")
 	pos, err := parseFlags(fs, args, e)
 	if err != nil {
 		return err
+	}
+	if *purpose != "saml" && *purpose != "dkim" {
+		return usagef("--purpose is saml or dkim, not %q", *purpose)
 	}
 	want := map[string]int{"list": 0, "add": 0, "activate": 1, "retire": 1, "dkim": 0, "show": 1}
 	n, ok := want[sub]
@@ -335,6 +339,9 @@ func cmdKeys(args []string, e env) error {
 	}
 	return withAccounts(d, e, func(ctx context.Context, a *app) error {
 		km := a.samlKeys
+		if *purpose == "dkim" {
+			km = a.dkimKeys()
+		}
 		switch sub {
 		case "dkim":
 			sel := a.cfg.Forward.DKIM.Selector
@@ -360,6 +367,10 @@ func cmdKeys(args []string, e env) error {
 			if err != nil {
 				return err
 			}
+			if *purpose == "dkim" {
+				fmt.Fprintf(e.stdout, "added dkim key %s (not signing yet). Publish its record under a new selector (`idbridge keys show %s --purpose dkim`), set forward.dkim.selector to it, run `idbridge keys activate %s --purpose dkim` and restart.\n", k.ID, k.ID, k.ID)
+				return nil
+			}
 			fmt.Fprintf(e.stdout, "added key %s (published in metadata, not signing yet; `idbridge keys activate %s` makes it sign)\n%s", k.ID, k.ID, k.CertPEM)
 			return nil
 		case "activate":
@@ -381,12 +392,29 @@ func cmdKeys(args []string, e env) error {
 		}
 		if sub == "show" {
 			for _, k := range ks {
-				if k.ID == pos[0] {
-					fmt.Fprintf(e.stdout, "key %s (%s, %s)\n%s", k.ID, k.Purpose, k.State, k.CertPEM)
+				if k.ID != pos[0] {
+					continue
+				}
+				if *purpose == "dkim" {
+					kp, err := km.Pair(ctx, k.ID)
+					if err != nil {
+						return err
+					}
+					sel := a.cfg.Forward.DKIM.Selector
+					if sel == "" {
+						sel = "SELECTOR"
+					}
+					rec, err := dkimRecord(sel, a.cfg.VirtualDomain, kp)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(e.stdout, "dkim key %s (%s)\n%s\n", k.ID, k.State, rec)
 					return nil
 				}
+				fmt.Fprintf(e.stdout, "key %s (%s, %s)\n%s", k.ID, k.Purpose, k.State, k.CertPEM)
+				return nil
 			}
-			return fmt.Errorf("no saml key %q (see `idbridge keys list`)", pos[0])
+			return fmt.Errorf("no %s key %q (see `idbridge keys list --purpose %s`)", *purpose, pos[0], *purpose)
 		}
 		w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(w, "ID\tPURPOSE\tSTATE\tCREATED")

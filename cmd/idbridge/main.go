@@ -35,7 +35,7 @@ Usage:
   idbridge user set-password USERNAME --password-stdin
   idbridge user group USERNAME GROUP [--remove]
   idbridge audit [--user NAME] [--since DURATION] [--limit N]
-  idbridge keys list|show ID|add|activate ID|retire ID   (SAML signing keys)
+  idbridge keys list|show ID|add|activate ID|retire ID [--purpose saml|dkim]
   idbridge keys dkim                            (the DNS record of our DKIM key)
   idbridge mailq
   idbridge backup FILE                          (an online copy of a SQLite store)

@@ -150,6 +150,20 @@ func (m *Manager) Retire(ctx context.Context, id string) error {
 	return nil
 }
 
+// Pair returns key id, usable, whatever its state.
+func (m *Manager) Pair(ctx context.Context, id string) (KeyPair, error) {
+	k, err := m.find(ctx, id)
+	if err != nil {
+		return KeyPair{}, err
+	}
+	kp, err := parse(k.KeyPEM, k.CertPEM)
+	if err != nil {
+		return KeyPair{}, fmt.Errorf("%s key %s: %w", m.purpose, id, err)
+	}
+	kp.ID = id
+	return kp, nil
+}
+
 // List returns the stored keys, oldest first.
 func (m *Manager) List(ctx context.Context) ([]store.SigningKey, error) {
 	return m.st.ListKeys(ctx, m.purpose)
