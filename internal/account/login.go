@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/idbridge/idbridge/internal/password"
@@ -24,18 +25,18 @@ func (s *Service) Login(ctx context.Context, login, pw, ip, userAgent string) (s
 	}
 	a, err := s.lookup(ctx, login)
 	if errors.Is(err, store.ErrNotFound) {
-		wait, err := s.throttled(ctx, now, ipk)
+		// The attempt counts against the IP before the (dummy) check, in
+		// the same atomic step as the decision to allow it.
+		allowed, err := s.charge(ctx, now, ipk)
 		if err != nil {
 			return store.Account{}, fmt.Errorf("login: %w", err)
 		}
-		if wait {
-			s.dummyVerify(pw) // a throttled answer takes as long as a checked one
+		s.dummyVerify(pw) // a throttled answer takes as long as a checked one
+		if !allowed {
 			s.met.Logins.WithLabelValues("throttled").Inc()
 			s.audit(ctx, "login.throttled", store.Account{}, ip, "", "ip")
 			return store.Account{}, ErrInvalidCredentials
 		}
-		s.dummyVerify(pw)
-		s.fail(ctx, now, ipk)
 		s.met.Logins.WithLabelValues("failure").Inc()
 		s.audit(ctx, "login.failure", store.Account{}, ip, "", "unknown user")
 		return store.Account{}, ErrInvalidCredentials
@@ -67,12 +68,6 @@ func (s *Service) Login(ctx context.Context, login, pw, ip, userAgent string) (s
 		return store.Account{}, ErrNotVerified
 	}
 
-	// Most logins follow no failure: a read spares them a write.
-	if c, err := s.st.GetCounter(ctx, acctKey(a.ID)); err != nil || c.Count > 0 {
-		if err := s.st.ResetCounter(ctx, acctKey(a.ID)); err != nil {
-			s.log.ErrorContext(ctx, "account: reset throttle", "err", err)
-		}
-	}
 	newHash := ""
 	if rehash {
 		if newHash, err = password.Hash(pw, s.cfg.Argon2); err != nil {
@@ -116,33 +111,49 @@ const (
 )
 
 // checkPassword checks pw against a's hash behind the account and IP
-// throttles, and counts a failure on both. It is the only place a member's
-// password is compared.
+// throttles. It is the only place a member's password is compared. The
+// attempt is counted on both before the hash is computed, atomically with the
+// decision to allow it (store.Attempt), so that concurrent guesses on any
+// number of nodes cannot all slip past one check; a right password then
+// clears the account's count and takes the attempt back from the IP's.
 func (s *Service) checkPassword(ctx context.Context, a store.Account, pw, ip string, now time.Time) (pwResult, bool, error) {
 	ipk := ""
 	if ip != "" {
 		ipk = ipKey(ip)
 	}
-	wait, err := s.throttled(ctx, now, acctKey(a.ID), ipk)
+	allowed, err := s.charge(ctx, now, ipk, acctKey(a.ID))
 	if err != nil {
 		return wrongPw, false, err
 	}
-	if wait {
+	if !allowed {
 		// Spend the time of a real check, so that a fast answer never tells
 		// an attacker that a username exists and is being throttled.
 		s.dummyVerify(pw)
 		return throttledPw, false, nil
 	}
 	var ok, rehash bool
-	if a.PasswordHash == "" {
+	if a.PasswordHash == "" || strings.HasPrefix(a.PasswordHash, "{") {
+		// No password, or a legacy hash ({SSHA} from an LDAP import): one
+		// SHA-1 would answer far faster than the argon2id an unknown user
+		// costs, and tell who exists. Spend that argon2id here too.
 		s.dummyVerify(pw)
-	} else if ok, rehash, err = s.cfg.Argon2.Verify(pw, a.PasswordHash); err != nil {
-		s.log.ErrorContext(ctx, "account: stored password hash unusable", "account", a.ID, "err", err)
-		ok = false
+	}
+	if a.PasswordHash != "" {
+		if ok, rehash, err = s.cfg.Argon2.Verify(pw, a.PasswordHash); err != nil {
+			s.log.ErrorContext(ctx, "account: stored password hash unusable", "account", a.ID, "err", err)
+			ok = false
+		}
 	}
 	if !ok {
-		s.fail(ctx, now, acctKey(a.ID), ipk)
 		return wrongPw, false, nil
+	}
+	if err := s.st.ResetCounter(ctx, acctKey(a.ID)); err != nil {
+		s.log.ErrorContext(ctx, "account: reset throttle", "err", err)
+	}
+	if ipk != "" {
+		if err := s.st.Release(ctx, ipk); err != nil {
+			s.log.ErrorContext(ctx, "account: release ip throttle", "err", err)
+		}
 	}
 	return rightPw, rehash, nil
 }

@@ -108,8 +108,14 @@ func (s *Service) mailVerification(ctx context.Context, a store.Account) error {
 
 // ResendVerification mails a new verification link to the unverified account
 // login names (its username or its email). It returns nil whether or not such
-// an account exists, unless the store fails.
+// an account exists, unless the store fails; ErrThrottled when the client IP
+// asks too often.
 func (s *Service) ResendVerification(ctx context.Context, login, ip string) error {
+	// Each request writes a token and may search by email: the same per-IP
+	// limit as registration and reset, so it cannot be used to fill the store.
+	if err := s.ipLimit(ctx, "resend", ip); err != nil {
+		return err
+	}
 	login = strings.TrimSpace(login)
 	var cands []store.Account
 	if strings.Contains(login, "@") {

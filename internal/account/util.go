@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -149,7 +150,18 @@ func (s *Service) byUsername(ctx context.Context, username string) (store.Accoun
 
 // Throttle keys.
 func acctKey(id string) string { return "login:acct:" + id }
-func ipKey(ip string) string   { return "login:ip:" + ip }
+func ipKey(ip string) string   { return "login:ip:" + ipKeyPart(ip) }
+
+// ipKeyPart is the part of a client address that throttles count: the
+// address itself for IPv4, its /64 for IPv6 (one subscriber usually holds a
+// whole /64, so counting single addresses would count nothing).
+func ipKeyPart(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return ip
+	}
+	return netip.PrefixFrom(a, 64).Masked().String()
+}
 
 // waitUntil returns when the next attempt counted by c is allowed (zero when
 // now), with Keycloak's semantics.
@@ -165,33 +177,34 @@ func (s *Service) waitUntil(c store.Counter, now time.Time) time.Time {
 	return c.LastHit.Add(wait)
 }
 
-// throttled reports whether any of the counters keys asks to wait at now.
-func (s *Service) throttled(ctx context.Context, now time.Time, keys ...string) (bool, error) {
+// charge counts one attempt on each of keys (an IP first, then an account),
+// each atomically with the decision whether it may go ahead (store.Attempt).
+// It returns false when one of them asks to wait; the attempts already
+// counted for this call are then taken back, so a refused attempt counts
+// nowhere.
+func (s *Service) charge(ctx context.Context, now time.Time, keys ...string) (bool, error) {
+	allow := func(c store.Counter) bool { return !now.Before(s.waitUntil(c, now)) }
+	var counted []string
 	for _, k := range keys {
 		if k == "" {
 			continue
 		}
-		c, err := s.st.GetCounter(ctx, k)
+		_, ok, err := s.st.Attempt(ctx, k, now, s.cfg.Throttle.ResetAfter, allow)
+		if err == nil && ok {
+			counted = append(counted, k)
+			continue
+		}
+		for _, c := range counted {
+			if rerr := s.st.Release(ctx, c); rerr != nil {
+				s.log.ErrorContext(ctx, "account: release throttle", "err", rerr)
+			}
+		}
 		if err != nil {
-			return false, fmt.Errorf("read throttle: %w", err)
+			return false, fmt.Errorf("throttle: %w", err)
 		}
-		if now.Before(s.waitUntil(c, now)) {
-			return true, nil
-		}
+		return false, nil
 	}
-	return false, nil
-}
-
-// fail counts one failure on each of keys.
-func (s *Service) fail(ctx context.Context, now time.Time, keys ...string) {
-	for _, k := range keys {
-		if k == "" {
-			continue
-		}
-		if _, err := s.st.Hit(ctx, k, now, s.cfg.Throttle.ResetAfter); err != nil {
-			s.log.ErrorContext(ctx, "account: count failure", "err", err)
-		}
-	}
+	return true, nil
 }
 
 // ipLimit applies the per-IP throttle of a form (registration, reset): every
@@ -200,17 +213,13 @@ func (s *Service) ipLimit(ctx context.Context, form, ip string) error {
 	if ip == "" {
 		return nil
 	}
-	key := form + ":ip:" + ip
-	now := s.now()
-	wait, err := s.throttled(ctx, now, key)
+	key := form + ":ip:" + ipKeyPart(ip)
+	ok, err := s.charge(ctx, s.now(), key)
 	if err != nil {
-		return err
-	}
-	if wait {
-		return ErrThrottled
-	}
-	if _, err := s.st.Hit(ctx, key, now, s.cfg.Throttle.ResetAfter); err != nil {
 		return fmt.Errorf("count %s: %w", form, err)
+	}
+	if !ok {
+		return ErrThrottled
 	}
 	return nil
 }

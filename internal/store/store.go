@@ -201,6 +201,15 @@ type Store interface {
 	// current window started at or before now-window, a new window starts at 1.
 	Hit(ctx context.Context, key string, now time.Time, window time.Duration) (Counter, error)
 	GetCounter(ctx context.Context, key string) (Counter, error) // zero Counter if absent
+	// Attempt decides and counts in one atomic step, so that concurrent
+	// attempts (on any node) cannot all pass a check made before any of them
+	// was counted: allow is called with the current counter (zero if absent);
+	// when it returns false nothing is written and ok is false, otherwise the
+	// attempt is counted as Hit counts it. allow must not call the store.
+	Attempt(ctx context.Context, key string, now time.Time, window time.Duration, allow func(Counter) bool) (c Counter, ok bool, err error)
+	// Release takes one back from key's count (an attempt that turned out
+	// well), never below zero; nothing happens when the counter is absent.
+	Release(ctx context.Context, key string) error
 	ResetCounter(ctx context.Context, key string) error
 
 	// Ephemeral values: pending protocol requests, replay caches.

@@ -31,6 +31,49 @@ func (s *Store) Hit(ctx context.Context, key string, now time.Time, window time.
 	return c, nil
 }
 
+// Attempt reads the counter FOR UPDATE, asks allow, and counts in the same
+// transaction, so that concurrent attempts on several nodes are serialised.
+func (s *Store) Attempt(ctx context.Context, key string, now time.Time, window time.Duration, allow func(store.Counter) bool) (store.Counter, bool, error) {
+	c := store.Counter{Key: key}
+	ok := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var start, last pgtype.Timestamptz
+		cur := store.Counter{Key: key}
+		err := tx.QueryRow(ctx, "SELECT count, window_start, last_hit FROM counters WHERE key = $1 FOR UPDATE", key).Scan(&cur.Count, &start, &last)
+		switch {
+		case err == nil:
+			cur.WindowStart, cur.LastHit = fromTS(start), fromTS(last)
+		case !errors.Is(err, pgx.ErrNoRows):
+			return err
+		}
+		if !allow(cur) {
+			c = cur
+			return nil
+		}
+		ok = true
+		err = tx.QueryRow(ctx, `INSERT INTO counters AS c (key, count, window_start, last_hit) VALUES ($1, 1, $2, $2)
+			ON CONFLICT (key) DO UPDATE SET
+				count = CASE WHEN c.window_start <= $3 THEN 1 ELSE c.count + 1 END,
+				window_start = CASE WHEN c.window_start <= $3 THEN excluded.window_start ELSE c.window_start END,
+				last_hit = excluded.last_hit
+			RETURNING count, window_start, last_hit`, key, ts(now), ts(now.Add(-window))).Scan(&c.Count, &start, &last)
+		c.WindowStart, c.LastHit = fromTS(start), fromTS(last)
+		return err
+	})
+	if err != nil {
+		return store.Counter{}, false, fmt.Errorf("attempt counter %q: %w", key, err)
+	}
+	return c, ok, nil
+}
+
+// Release takes one back from the counter, never below zero.
+func (s *Store) Release(ctx context.Context, key string) error {
+	if _, err := s.pool.Exec(ctx, "UPDATE counters SET count = count - 1 WHERE key = $1 AND count > 0", key); err != nil {
+		return fmt.Errorf("release counter %q: %w", key, err)
+	}
+	return nil
+}
+
 // GetCounter returns the counter, or a zero Counter if there is none.
 func (s *Store) GetCounter(ctx context.Context, key string) (store.Counter, error) {
 	c := store.Counter{Key: key}

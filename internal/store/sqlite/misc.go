@@ -32,6 +32,49 @@ func (s *Store) Hit(ctx context.Context, key string, now time.Time, window time.
 	return c, nil
 }
 
+// Attempt reads the counter, asks allow, and counts, all in one IMMEDIATE
+// transaction on the single writer connection.
+func (s *Store) Attempt(ctx context.Context, key string, now time.Time, window time.Duration, allow func(store.Counter) bool) (store.Counter, bool, error) {
+	c := store.Counter{Key: key}
+	ok := false
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var start, last int64
+		cur := store.Counter{Key: key}
+		err := tx.QueryRowContext(ctx, "SELECT count, window_start, last_hit FROM counters WHERE key = ?", key).Scan(&cur.Count, &start, &last)
+		switch {
+		case err == nil:
+			cur.WindowStart, cur.LastHit = fromDB(start), fromDB(last)
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		if !allow(cur) {
+			c = cur
+			return nil
+		}
+		ok = true
+		err = tx.QueryRowContext(ctx, `INSERT INTO counters (key, count, window_start, last_hit) VALUES (?1, 1, ?2, ?2)
+			ON CONFLICT (key) DO UPDATE SET
+				count = CASE WHEN counters.window_start <= ?3 THEN 1 ELSE counters.count + 1 END,
+				window_start = CASE WHEN counters.window_start <= ?3 THEN excluded.window_start ELSE counters.window_start END,
+				last_hit = excluded.last_hit
+			RETURNING count, window_start, last_hit`, key, toDB(now), toDB(now.Add(-window))).Scan(&c.Count, &start, &last)
+		c.WindowStart, c.LastHit = fromDB(start), fromDB(last)
+		return err
+	})
+	if err != nil {
+		return store.Counter{}, false, fmt.Errorf("attempt counter %q: %w", key, err)
+	}
+	return c, ok, nil
+}
+
+// Release takes one back from the counter, never below zero.
+func (s *Store) Release(ctx context.Context, key string) error {
+	if _, err := s.exec(ctx, "UPDATE counters SET count = count - 1 WHERE key = ? AND count > 0", key); err != nil {
+		return fmt.Errorf("release counter %q: %w", key, err)
+	}
+	return nil
+}
+
 // GetCounter returns the counter, or a zero Counter if there is none.
 func (s *Store) GetCounter(ctx context.Context, key string) (store.Counter, error) {
 	c := store.Counter{Key: key}

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"TokenConsumeConcurrent", testTokenConsumeConcurrent},
 		{"Counters", testCounters},
 		{"CounterHitConcurrent", testCounterHitConcurrent},
+		{"CounterAttempt", testCounterAttempt},
 		{"Ephemeral", testEphemeral},
 		{"EphemeralConcurrent", testEphemeralConcurrent},
 		{"Secrets", testSecrets},
@@ -773,6 +775,67 @@ func testTokenConsumeConcurrent(t *testing.T, s store.Store) {
 	wg.Wait()
 	if wins != 1 || misses != n-1 {
 		t.Errorf("%d concurrent consumers: %d won, %d missed; want 1 and %d", n, wins, misses, n-1)
+	}
+}
+
+// testCounterAttempt: the decision and the count are one step, so that 30
+// concurrent attempts against a limit of 5 let exactly 5 through (a check
+// made apart from the count would let them all through).
+func testCounterAttempt(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const limit = 5
+	allow := func(c store.Counter) bool { return c.Count < limit }
+	var ok atomic.Int32
+	var wg sync.WaitGroup
+	for range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, passed, err := s.Attempt(ctx, "attempt", t0, time.Hour, allow)
+			if err != nil {
+				t.Error(err)
+			}
+			if passed {
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != limit {
+		t.Errorf("%d of 30 concurrent attempts passed a limit of %d", ok.Load(), limit)
+	}
+	c, err := s.GetCounter(ctx, "attempt")
+	noErr(t, "GetCounter", err)
+	if c.Count != limit {
+		t.Errorf("count = %d after the refused attempts, want %d (a refusal writes nothing)", c.Count, limit)
+	}
+	got, passed, err := s.Attempt(ctx, "attempt", t0, time.Hour, allow)
+	noErr(t, "Attempt", err)
+	if passed || got.Count != limit {
+		t.Errorf("refused attempt returned %+v, %v", got, passed)
+	}
+	noErr(t, "Release", s.Release(ctx, "attempt"))
+	if c, _ := s.GetCounter(ctx, "attempt"); c.Count != limit-1 {
+		t.Errorf("after Release: count %d", c.Count)
+	}
+	if _, passed, _ := s.Attempt(ctx, "attempt", t0, time.Hour, allow); !passed {
+		t.Error("an attempt after a release was refused")
+	}
+	// A counted attempt after the window restarts the count, as Hit does.
+	c, passed, err = s.Attempt(ctx, "attempt", t0.Add(2*time.Hour), time.Hour, func(store.Counter) bool { return true })
+	noErr(t, "Attempt", err)
+	if !passed || c.Count != 1 {
+		t.Errorf("attempt after the window: %+v, %v; want a new window at 1", c, passed)
+	}
+	noErr(t, "Release absent", s.Release(ctx, "nobody"))
+	if c, _ := s.GetCounter(ctx, "nobody"); c.Count != 0 {
+		t.Errorf("Release created a counter: %+v", c)
+	}
+	for range 3 {
+		s.Release(ctx, "attempt")
+	}
+	if c, _ := s.GetCounter(ctx, "attempt"); c.Count < 0 {
+		t.Errorf("count went below zero: %d", c.Count)
 	}
 }
 
