@@ -26,6 +26,7 @@ type pendingLogout struct {
 	NameID         string   `json:"nameid"`
 	SessionIndexes []string `json:"si,omitempty"`
 	RelayState     string   `json:"rs,omitempty"`
+	Signed         bool     `json:"signed,omitempty"`
 }
 
 // logoutChain is the state of a logout in progress.
@@ -200,7 +201,7 @@ func (idp *IdP) ServeSLO(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := pendingLogout{SP: req.SP.EntityID, RequestID: req.ID, NameID: req.NameID,
-		SessionIndexes: req.SessionIndexes, RelayState: req.RelayState}
+		SessionIndexes: req.SessionIndexes, RelayState: req.RelayState, Signed: req.Signed}
 	if r.Method == http.MethodPost {
 		id, err := idp.stash(ctx, keySLOPrefix, p)
 		if err != nil {
@@ -253,7 +254,14 @@ func (idp *IdP) finishSLO(w http.ResponseWriter, r *http.Request, p pendingLogou
 }
 
 // logoutMatches reports whether the LogoutRequest names the session's member.
+// An unsigned request (from an SP without a certificate) must also carry the
+// SessionIndex we gave that SP: the NameID alone is public (a virtual
+// address), and any site could otherwise log the member out by sending the
+// browser here.
 func (idp *IdP) logoutMatches(sp *ServiceProvider, s Session, parts []Participant, p pendingLogout) bool {
+	if !p.Signed && len(p.SessionIndexes) == 0 {
+		return false
+	}
 	for _, q := range parts {
 		if q.SP == sp.EntityID && q.NameID == p.NameID &&
 			(len(p.SessionIndexes) == 0 || slices.Contains(p.SessionIndexes, q.SessionIndex)) {
