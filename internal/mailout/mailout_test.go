@@ -17,7 +17,6 @@ import (
 	"net"
 	"net/mail"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -383,34 +382,9 @@ func TestDevOutbox(t *testing.T) {
 }
 
 func TestSmtpSink(t *testing.T) {
-	sink := testlib.Need(t, "smtp-sink")
-	dir, err := os.MkdirTemp("", "idbridge-sink-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	addr := testlib.FreePort(t)
-	cmd := exec.Command(sink, "-u", "nobody", "-d", dir+"/%Y%m%d%H%M%S.", addr, "10")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for i := 0; ; i++ {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i > 100 {
-			t.Fatalf("smtp-sink did not start: %s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testlib.Need(t, "smtp-sink")
+	sink := testlib.StartSink(t, 10)
+	addr, dir := sink.Addr, sink.Dir
 	st := newStore(t)
 	m := newMailer(t, st)
 	h, err := NewSmarthost(SmarthostConfig{Address: addr, TLS: TLSOpportunistic, Timeout: 10 * time.Second})

@@ -5,16 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/idbridge/idbridge/internal/testlib"
 )
@@ -22,55 +19,7 @@ import (
 // peerDir is a temp dir that Apache's www-data user can read.
 func peerDir(t *testing.T, pattern string) string {
 	t.Helper()
-	d, err := os.MkdirTemp("", pattern)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(d, 0o755)
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-
-// startDaemon runs cmd until the test ends, stopping it by its PID, and
-// waits until addr accepts connections.
-func startDaemon(t *testing.T, cmd *exec.Cmd, addr string, logFile string) {
-	t.Helper()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		if t.Failed() && logFile != "" {
-			b, _ := os.ReadFile(logFile)
-			t.Logf("%s:\n%s", logFile, truncate(string(b), 8000))
-		}
-	})
-	for i := 0; ; i++ {
-		select {
-		case err := <-done:
-			b, _ := os.ReadFile(logFile)
-			t.Fatalf("%s exited: %v\n%s", cmd.Path, err, b)
-		default:
-		}
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if i > 300 {
-			t.Fatalf("%s does not listen on %s", cmd.Path, addr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return testlib.PublicDir(t, pattern, 0o755)
 }
 
 // followPost submits a SAML auto-POST page like a browser.
@@ -90,24 +39,9 @@ func followPost(t *testing.T, c *http.Client, body string) (*http.Response, stri
 // signed AuthnRequest, IdP-initiated login through /saml/launch, single
 // logout started at idbridge and at mellon.
 func TestMellon(t *testing.T) {
-	apache := testlib.Need(t, "apache2")
-	mkmeta := testlib.Need(t, "mellon_create_metadata")
-	if _, err := os.Stat("/usr/lib/apache2/modules/mod_auth_mellon.so"); err != nil {
-		testlib.Need(t, "mod_auth_mellon.so") // skips, or fails under CI
-	}
-	a := peerDir(t, "mellon")
-	addr := testlib.FreePort(t)
-	sp := "http://" + addr
-	cmd := exec.Command(mkmeta, "https://sp.test/mellon/metadata", sp+"/mellon")
-	cmd.Dir = a
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("mellon_create_metadata: %v\n%s", err, out)
-	}
-	base := filepath.Join(a, "https_sp.test_mellon_metadata")
-	for _, ext := range []string{".key", ".cert", ".xml"} {
-		os.Chmod(base+ext, 0o644)
-	}
-	meta, _ := os.ReadFile(base + ".xml")
+	m := testlib.NewMellon(t)
+	sp := m.URL
+	meta, _ := os.ReadFile(m.Metadata)
 	msp := ServiceProvider{Name: "mellon", NameID: NameIDVirtualAddress, Attributes: AttributesGeneric,
 		Sign: SignResponse, DefaultRelayState: sp + "/secret/"}
 	if err := ApplyMetadata(&msp, meta); err != nil {
@@ -121,55 +55,7 @@ func TestMellon(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatal(resp.Status)
 	}
-	writeFile(t, a, "idp.xml", []byte(idpMeta))
-	os.MkdirAll(filepath.Join(a, "htdocs/secret"), 0o755)
-	writeFile(t, a, "htdocs/secret/index.html", []byte("secret page\n"))
-	writeFile(t, a, "htdocs/bye.html", []byte("bye\n"))
-	user := ""
-	if os.Geteuid() == 0 {
-		user = "User www-data\nGroup www-data\n"
-	}
-	conf := fmt.Sprintf(`ServerRoot /etc/apache2
-ServerName 127.0.0.1
-Listen %[1]s
-PidFile %[2]s/httpd.pid
-DefaultRuntimeDir %[2]s
-Mutex file:%[2]s
-ErrorLog %[2]s/error.log
-LogLevel info
-%[3]s
-LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
-LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
-LoadModule authn_core_module /usr/lib/apache2/modules/mod_authn_core.so
-LoadModule authz_user_module /usr/lib/apache2/modules/mod_authz_user.so
-LoadModule mime_module /usr/lib/apache2/modules/mod_mime.so
-LoadModule dir_module /usr/lib/apache2/modules/mod_dir.so
-LoadModule headers_module /usr/lib/apache2/modules/mod_headers.so
-LoadModule auth_mellon_module /usr/lib/apache2/modules/mod_auth_mellon.so
-TypesConfig /etc/mime.types
-DocumentRoot %[2]s/htdocs
-DirectoryIndex index.html
-<Location />
-  MellonEnable info
-  MellonSPentityId "https://sp.test/mellon/metadata"
-  MellonSPPrivateKeyFile %[4]s.key
-  MellonSPCertFile %[4]s.cert
-  MellonSPMetadataFile %[4]s.xml
-  MellonIdPMetadataFile %[2]s/idp.xml
-  MellonEndpointPath /mellon
-  MellonSecureCookie Off
-  MellonSetEnv mail urn:oid:0.9.2342.19200300.100.1.3
-</Location>
-<Location /secret>
-  AuthType Mellon
-  MellonEnable auth
-  Require valid-user
-  Header always set X-NameID "%%{MELLON_NAME_ID}e"
-  Header always set X-Mail "%%{MELLON_mail}e"
-</Location>
-`, addr, a, user, base)
-	writeFile(t, a, "httpd.conf", []byte(conf))
-	startDaemon(t, exec.Command(apache, "-f", filepath.Join(a, "httpd.conf"), "-DFOREGROUND"), addr, filepath.Join(a, "error.log"))
+	m.Start(t, []byte(idpMeta))
 
 	checkSecret := func(t *testing.T, resp *http.Response) {
 		t.Helper()
@@ -286,7 +172,7 @@ $metadata['%[1]s'] = [
 `, e.idp.EntityID(), BindingRedirect, e.base, base64Std(idpKP.Cert.Raw))))
 	cmd := exec.Command(php, "-S", addr, "-t", www)
 	cmd.Env = append(os.Environ(), "SIMPLESAMLPHP_CONFIG_DIR="+filepath.Join(s, "config"))
-	startDaemon(t, cmd, addr, filepath.Join(s, "log", "simplesamlphp.log"))
+	testlib.StartDaemon(t, cmd, addr, filepath.Join(s, "log", "simplesamlphp.log"))
 
 	browser := newClient(t)
 	resp, body := get(t, browser, sp+"/module.php/core/authenticate.php?as=default-sp")

@@ -13,9 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -37,156 +35,26 @@ func serveVirtual(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// publicTempDir is a temp dir that the postfix and nobody users can enter
-// (t.TempDir's parent is private to root).
-func publicTempDir(t *testing.T, mode os.FileMode) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "idbridge-postfix-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, mode); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-func waitPort(t *testing.T, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing listening on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // startSink runs smtp-sink keeping messages in the returned directory.
 func startSink(t *testing.T) (addr, dir string) {
 	t.Helper()
-	bin := testlib.Need(t, "smtp-sink")
-	dir = publicTempDir(t, 0o777)
-	addr = testlib.FreePort(t)
-	args := []string{"-d", filepath.Join(dir, "%Y%m%d%H%M%S."), addr, "16"}
-	if os.Geteuid() == 0 {
-		args = append([]string{"-u", "nobody"}, args...)
-	}
-	cmd := exec.Command(bin, args...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitPort(t, addr)
-	return addr, dir
+	testlib.Need(t, "smtp-sink")
+	s := testlib.StartSink(t, 16)
+	return s.Addr, s.Dir
 }
 
-const masterCF = `%s inet n - n - - smtpd
-pickup unix n - n 60 1 pickup
-cleanup unix n - n - 0 cleanup
-qmgr unix n - n 300 1 qmgr
-rewrite unix - - n - - trivial-rewrite
-bounce unix - - n - 0 bounce
-defer unix - - n - 0 bounce
-trace unix - - n - 0 bounce
-verify unix - - n - 1 verify
-flush unix n - n 1000? 0 flush
-proxymap unix - - n - - proxymap
-smtp unix - - n - - smtp
-relay unix - - n - - smtp
-showq unix n - n - - showq
-error unix - - n - - error
-retry unix - - n - - error
-discard unix - - n - - discard
-anvil unix - - n - 1 anvil
-scache unix - - n - 1 scache
-postlog unix-dgram n - n - 1 postlogd
-`
-
-// postfixInstance is a private Postfix whose virtual_alias_maps is our
+// startPostfix runs a private Postfix whose virtual_alias_maps is our
 // socketmap server and whose relayhost is an smtp-sink.
-type postfixInstance struct {
-	etc, smtpAddr, maillog string
-}
-
-func startPostfix(t *testing.T, socketmapAddr, relayAddr string) *postfixInstance {
+func startPostfix(t *testing.T, socketmapAddr, relayAddr string) *testlib.Postfix {
 	t.Helper()
-	postfix := testlib.Need(t, "postfix")
+	testlib.Need(t, "postfix")
 	if os.Geteuid() != 0 {
 		t.Skip("a private Postfix instance needs root")
 	}
-	p := publicTempDir(t, 0o755)
-	etc, spool, data := filepath.Join(p, "etc"), filepath.Join(p, "spool"), filepath.Join(p, "data")
-	for _, d := range []string{etc, spool, data} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if out, err := exec.Command("chown", "postfix", data).CombinedOutput(); err != nil {
-		t.Fatalf("chown: %v %s", err, out)
-	}
-	smtpAddr := testlib.FreePort(t)
-	_, smtpPort, _ := net.SplitHostPort(smtpAddr)
-	mainCF := fmt.Sprintf(`compatibility_level = 3.6
-queue_directory = %[1]s/spool
-data_directory = %[1]s/data
-meta_directory = %[1]s/etc
-command_directory = /usr/sbin
-daemon_directory = /usr/lib/postfix/sbin
-shlib_directory = /usr/lib/postfix
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = postfix.test
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mydestination =
-local_recipient_maps =
-alias_maps =
-alias_database =
-mynetworks = 127.0.0.0/8
-maillog_file = %[1]s/maillog
-maillog_file_prefixes = /var, /dev/stdout, %[1]s
-smtputf8_enable = no
-virtual_alias_domains = id.test
-virtual_alias_maps = socketmap:inet:%[2]s:virtual
-relayhost = [%[3]s]:%[4]s
-`, p, socketmapAddr, strings.Split(relayAddr, ":")[0], strings.Split(relayAddr, ":")[1])
-	files := map[string]string{"main.cf": mainCF, "master.cf": fmt.Sprintf(masterCF, smtpPort)}
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(etc, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, name := range []string{"dynamicmaps.cf", "postfix-files"} {
-		if b, err := os.ReadFile(filepath.Join("/etc/postfix", name)); err == nil {
-			os.WriteFile(filepath.Join(etc, name), b, 0o644)
-		}
-	}
-	inst := &postfixInstance{etc: etc, smtpAddr: smtpAddr, maillog: filepath.Join(p, "maillog")}
-	if out, err := exec.Command(postfix, "-c", etc, "start").CombinedOutput(); err != nil {
-		log, _ := os.ReadFile(inst.maillog)
-		t.Fatalf("postfix start: %v %s\n%s", err, out, log)
-	}
-	pidText, err := os.ReadFile(filepath.Join(spool, "pid", "master.pid"))
-	pid, perr := strconv.Atoi(strings.TrimSpace(string(pidText)))
-	if err != nil || perr != nil {
-		t.Fatalf("postfix master pid: %v %v", err, perr)
-	}
-	t.Cleanup(func() {
-		syscall.Kill(pid, syscall.SIGTERM) // master stops its children
-		if t.Failed() {
-			log, _ := os.ReadFile(inst.maillog)
-			t.Logf("postfix maillog:\n%s", log)
-		}
-	})
-	waitPort(t, smtpAddr)
-	return inst
+	return testlib.StartPostfix(t, fmt.Sprintf(`virtual_alias_domains = id.test
+virtual_alias_maps = socketmap:inet:%s:virtual
+relayhost = [127.0.0.1]:%d
+`, socketmapAddr, testlib.Port(relayAddr)))
 }
 
 func TestPostmapQuery(t *testing.T) {
@@ -224,7 +92,7 @@ func TestPostfixDeliversToRealAddress(t *testing.T) {
 	sinkAddr, sinkDir := startSink(t)
 	pf := startPostfix(t, serveVirtual(t), sinkAddr)
 
-	c, err := smtp.Dial(pf.smtpAddr)
+	c, err := smtp.Dial(pf.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/idbridge/idbridge/internal/testlib"
+	"github.com/idbridge/idbridge/internal/testlib/chrometest"
 )
 
 // TestBrowser is the acceptance test of issue 2: a member walks steps 1–6
@@ -41,27 +42,7 @@ type browser struct {
 func newBrowser(t *testing.T, chromium, base string) *browser {
 	t.Helper()
 	profile := t.TempDir() // removed after the browser has stopped (cleanups run in reverse)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.NoFirstRun,
-		chromedp.UserDataDir(profile),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelTab := chromedp.NewContext(actx)
-	t.Cleanup(func() {
-		cancelTab()
-		cancelAlloc()
-	})
-	// The first Run starts the browser; it lives as long as ctx.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
+	ctx := chrometest.Start(t, chromium, profile)
 	return &browser{t: t, ctx: ctx, base: base}
 }
 

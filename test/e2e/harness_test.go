@@ -15,12 +15,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/idbridge/idbridge/internal/testlib"
 )
 
 // binary is the idbridge program built by TestMain.
@@ -32,24 +33,13 @@ func TestMain(m *testing.M) {
 
 func runMain(m *testing.M) int {
 	// IDBRIDGE_E2E_BINARY tests a binary built elsewhere (a release build).
-	if b := os.Getenv("IDBRIDGE_E2E_BINARY"); b != "" {
-		binary = b
-		return m.Run()
-	}
-	dir, err := os.MkdirTemp("", "idbridge-e2e-bin-")
+	bin, remove, err := testlib.IdbridgeBinary()
+	defer remove()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "idbridge")
-	// The binary is built without -race: the race detector is for the test
-	// process; the binary under test is the one operators run.
-	cmd := exec.Command("go", "build", "-o", binary, "github.com/idbridge/idbridge/cmd/idbridge")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: go build ./cmd/idbridge: %v\n%s", err, out)
-		return 1
-	}
+	binary = bin
 	return m.Run()
 }
 
@@ -76,24 +66,6 @@ func baseEnv(extra ...string) []string {
 	return append(withoutEnv(os.Environ(), "IDBRIDGE_"), extra...)
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer goroutine and a reader.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // tail returns the last n bytes of s, for failure messages.
 func tail(s string, n int) string {
 	if len(s) <= n {
@@ -112,8 +84,8 @@ type instance struct {
 	Env       []string // the environment it runs with (CLI commands use the same)
 
 	cmd     *exec.Cmd
-	stdout  *syncBuffer
-	stderr  *syncBuffer
+	stdout  *testlib.SyncBuffer
+	stderr  *testlib.SyncBuffer
 	done    chan struct{}
 	waitErr error
 	stopped bool
@@ -145,8 +117,8 @@ func startDev(t *testing.T, o devOptions) *instance {
 	in := &instance{
 		DataDir: o.DataDir,
 		Env:     baseEnv(o.Env...),
-		stdout:  &syncBuffer{},
-		stderr:  &syncBuffer{},
+		stdout:  &testlib.SyncBuffer{},
+		stderr:  &testlib.SyncBuffer{},
 		done:    make(chan struct{}),
 	}
 	in.cmd = exec.Command(binary, "serve", "--dev", "--listen", "127.0.0.1:0",

@@ -2,11 +2,8 @@ package mail
 
 import (
 	"bufio"
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,32 +12,17 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/idbridge/idbridge/internal/testlib"
 )
 
 // TB is the part of testing.TB the helpers use, so that the benchmark
 // program (bench/mail) can run them outside `go test`.
-type TB interface {
-	Helper()
-	Fatalf(format string, args ...any)
-	Logf(format string, args ...any)
-	Cleanup(func())
-	Failed() bool
-}
+type TB = testlib.TB
 
 // FindProgram returns the path of a program on PATH or in the sbin folders
 // where Debian puts Postfix and slapd, or "" when it is absent.
-func FindProgram(name string) string {
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/lib/postfix/sbin"} {
-		p := filepath.Join(dir, name)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p
-		}
-	}
-	return ""
-}
+func FindProgram(name string) string { return testlib.FindProgram(name) }
 
 func mustProgram(t TB, name string) string {
 	t.Helper()
@@ -51,112 +33,34 @@ func mustProgram(t TB, name string) string {
 	return p
 }
 
-// PublicDir makes a temporary folder with the given mode (its parents are
-// /tmp, so daemons that drop privileges — postfix, nobody — can reach it)
-// and removes it when the test ends.
+// PublicDir makes a temporary folder with the given mode that daemons which
+// drop privileges can reach (testlib.PublicDir).
 func PublicDir(t TB, prefix string, mode os.FileMode) string {
 	t.Helper()
-	d, err := os.MkdirTemp("", "idbridge-"+prefix+"-")
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	if err := os.Chmod(d, mode); err != nil {
-		t.Fatalf("%v", err)
-	}
-	t.Cleanup(func() {
-		if os.Getenv("IDBRIDGE_TEST_KEEP") != "" {
-			t.Logf("kept %s", d)
-			return
-		}
-		os.RemoveAll(d)
-	})
-	return d
+	return testlib.PublicDir(t, prefix, mode)
 }
 
 // FreeAddr returns "127.0.0.1:PORT" with a port that was free a moment ago.
 func FreeAddr(t TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return testlib.FreePort(t)
 }
 
 // Port is the port number of a host:port address.
-func Port(addr string) int {
-	_, p, _ := net.SplitHostPort(addr)
-	n, _ := strconv.Atoi(p)
-	return n
-}
+func Port(addr string) int { return testlib.Port(addr) }
 
 // WaitPort polls until something accepts connections on addr.
 func WaitPort(t TB, addr string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing listens on %s after %v: %v", addr, timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testlib.WaitPort(t, addr, timeout)
 }
 
 // Poll calls f until it returns true or timeout passes; it reports whether
 // f returned true.
-func Poll(timeout, every time.Duration, f func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if f() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(every)
-	}
-}
-
-// ModuleRoot is the folder of idbridge's go.mod, found from the working
-// directory upwards.
-func ModuleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
-			bytes.Contains(b, []byte("module github.com/idbridge/idbridge\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod of github.com/idbridge/idbridge not found above the working directory")
-		}
-		dir = parent
-	}
-}
+func Poll(timeout, every time.Duration, f func() bool) bool { return testlib.Poll(timeout, every, f) }
 
 // BuildIdbridge builds ./cmd/idbridge into dir and returns the binary's path.
-func BuildIdbridge(dir string) (string, error) {
-	root, err := ModuleRoot()
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "idbridge")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/idbridge")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/idbridge: %v\n%s", err, out)
-	}
-	return bin, nil
-}
+func BuildIdbridge(dir string) (string, error) { return testlib.BuildIdbridge(dir) }
 
 // Config is what an idbridge instance of the tests is configured with.
 type Config struct {

@@ -1,28 +1,24 @@
 package mail
 
 import (
-	"fmt"
 	"os"
 	"testing"
+
+	"github.com/idbridge/idbridge/internal/testlib"
 )
 
-// bin is the idbridge binary built for this test run; buildErr says why
-// there is none.
+// bin is the idbridge binary built for this test run (or the one
+// IDBRIDGE_E2E_BINARY names); buildErr says why there is none.
 var (
 	bin      string
 	buildErr error
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "idbridge-mailtest-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Chmod(dir, 0o755)
-	bin, buildErr = BuildIdbridge(dir)
+	var remove func()
+	bin, remove, buildErr = testlib.IdbridgeBinary()
 	code := m.Run()
-	os.RemoveAll(dir)
+	remove()
 	os.Exit(code)
 }
 

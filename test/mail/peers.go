@@ -1,7 +1,6 @@
 package mail
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -9,8 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/idbridge/idbridge/internal/testlib"
 )
 
 // Slapd is a private OpenLDAP server on a free loopback port.
@@ -56,25 +56,7 @@ access to * by * read
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
 		t.Fatalf("%v", err)
 	}
-	cmd := exec.Command(slapd, "-f", cf, "-h", s.URL+"/", "-d", "0")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	cmd.Stdout = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("slapd: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	WaitPort(t, addr, 10*time.Second)
+	testlib.StartDaemon(t, exec.Command(slapd, "-f", cf, "-h", s.URL+"/", "-d", "0"), addr, "")
 	return s
 }
 
@@ -111,17 +93,7 @@ func StartPostsrsd(t TB, domain string) *Postsrsd {
 	if os.Geteuid() == 0 {
 		args = append(args, "-u", "nobody")
 	}
-	cmd := exec.Command(bin, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("postsrsd: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	WaitPort(t, p.Forward, 10*time.Second)
+	testlib.StartDaemon(t, exec.Command(bin, args...), p.Forward, "")
 	return p
 }
 

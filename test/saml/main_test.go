@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,24 +28,13 @@ func TestMain(m *testing.M) {
 
 func runMain(m *testing.M) int {
 	// IDBRIDGE_E2E_BINARY tests a binary built elsewhere (a release build).
-	if b := os.Getenv("IDBRIDGE_E2E_BINARY"); b != "" {
-		binary = b
-		return m.Run()
-	}
-	dir, err := os.MkdirTemp("", "idbridge-saml-bin-")
+	bin, remove, err := testlib.IdbridgeBinary()
+	defer remove()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "test/saml:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "idbridge")
-	// Built without -race: the race detector is for the test process; the
-	// binary under test is the one operators run.
-	cmd := exec.Command("go", "build", "-o", binary, "github.com/idbridge/idbridge/cmd/idbridge")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "test/saml: go build ./cmd/idbridge: %v\n%s", err, out)
-		return 1
-	}
+	binary = bin
 	return m.Run()
 }
 
@@ -60,24 +48,6 @@ func baseEnv() []string {
 		}
 	}
 	return out
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer goroutine and a reader.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func tail(s string, n int) string {
@@ -107,7 +77,7 @@ type idb struct {
 	Config string
 
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testlib.SyncBuffer
 	done   chan struct{}
 	err    error
 }
@@ -123,7 +93,7 @@ func startIDB(t *testing.T, sps ...spConf) *idb {
 	dir := t.TempDir()
 	addr := testlib.FreePort(t)
 	in := &idb{URL: "http://" + addr, Dir: dir, Config: filepath.Join(dir, "idbridge.yaml"),
-		stderr: &syncBuffer{}, done: make(chan struct{})}
+		stderr: &testlib.SyncBuffer{}, done: make(chan struct{})}
 	q := strconv.Quote
 	var b strings.Builder
 	fmt.Fprintf(&b, "base_url: %s\nvirtual_domain: id.example.org\nstore: %s\ndata_dir: %s\n",
@@ -158,7 +128,7 @@ func startIDB(t *testing.T, sps ...spConf) *idb {
 
 func (in *idb) start(t *testing.T) {
 	t.Helper()
-	in.stderr, in.done = &syncBuffer{}, make(chan struct{})
+	in.stderr, in.done = &testlib.SyncBuffer{}, make(chan struct{})
 	in.cmd = exec.Command(binary, "serve", "--config", in.Config)
 	in.cmd.Env = baseEnv()
 	in.cmd.Stdout = in.stderr

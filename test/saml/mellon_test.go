@@ -11,6 +11,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/idbridge/idbridge/internal/testlib"
+	"github.com/idbridge/idbridge/internal/testlib/chrometest"
 )
 
 // TestMellon drives Apache + mod_auth_mellon against the real binary:
@@ -149,24 +150,6 @@ func TestMellon(t *testing.T) {
 // the test ends.
 func newChromium(t *testing.T, chromium string) context.Context {
 	t.Helper()
-	profile := peerDir(t, "idb-chromium-")
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.NoFirstRun,
-		chromedp.UserDataDir(profile),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelTab := chromedp.NewContext(actx)
-	t.Cleanup(func() {
-		cancelTab()
-		cancelAlloc()
-	})
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return ctx
+	profile := peerDir(t, "chromium")
+	return chrometest.Start(t, chromium, profile)
 }

@@ -2,14 +2,11 @@ package saml
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/idbridge/idbridge/internal/testlib"
 )
@@ -17,13 +14,7 @@ import (
 // peerDir is a temp dir that Apache's www-data user can read.
 func peerDir(t *testing.T, pattern string) string {
 	t.Helper()
-	d, err := os.MkdirTemp("", pattern)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(d, 0o755)
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
+	return testlib.PublicDir(t, pattern, 0o755)
 }
 
 func writeFile(t *testing.T, dir, name string, data []byte, mode os.FileMode) string {
@@ -39,92 +30,20 @@ func writeFile(t *testing.T, dir, name string, data []byte, mode os.FileMode) st
 	return p
 }
 
-// startDaemon runs cmd in its own process group until the test ends,
-// stopping it by its PID, and waits until addr accepts connections.
-func startDaemon(t *testing.T, cmd *exec.Cmd, addr, logFile string) {
-	t.Helper()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		if t.Failed() && logFile != "" {
-			b, _ := os.ReadFile(logFile)
-			t.Logf("%s:\n%s", logFile, tail(string(b), 6000))
-		}
-	})
-	for i := 0; ; i++ {
-		select {
-		case err := <-done:
-			b, _ := os.ReadFile(logFile)
-			t.Fatalf("%s exited: %v\n%s", cmd.Path, err, b)
-		default:
-		}
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if i > 300 {
-			t.Fatalf("%s does not listen on %s", cmd.Path, addr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // --- Apache + mod_auth_mellon ---------------------------------------------
 
-const mellonEntity = "https://sp.test/mellon/metadata"
-
-// mellon is a private Apache with mod_auth_mellon: /secret/ is a CGI behind
-// `AuthType Mellon` that prints MELLON_NAME_ID and MELLON_mail.
-//
-// MELLON_DISABLE_SAMESITE: mellon marks the cookie it sets before sending
-// the browser to the IdP SameSite=None, whatever MellonCookieSameSite says,
-// and Chromium drops a SameSite=None cookie without Secure (which needs
-// https). Without the attribute Chromium treats it as Lax, and every port
-// of 127.0.0.1 is one site, so nothing is lost here; in production mellon
-// runs on https with SameSite=None; Secure.
+// mellon is a private Apache with mod_auth_mellon (testlib.Mellon): /secret/
+// is a CGI behind `AuthType Mellon` that prints MELLON_NAME_ID and
+// MELLON_mail.
 type mellon struct {
-	URL      string // http://127.0.0.1:PORT
-	addr     string
-	dir      string
-	base     string // path of the SP files without extension
-	Metadata string // the SP metadata file, for idbridge's metadata_file
-	apache   string
+	*testlib.Mellon
 }
 
 // newMellon makes the SP's key, certificate and metadata; start runs Apache
 // once idbridge (whose metadata it needs) is up.
 func newMellon(t *testing.T) *mellon {
 	t.Helper()
-	apache := testlib.Need(t, "apache2")
-	mkmeta := testlib.Need(t, "mellon_create_metadata")
-	if _, err := os.Stat("/usr/lib/apache2/modules/mod_auth_mellon.so"); err != nil {
-		testlib.Need(t, "mod_auth_mellon.so") // skips, or fails under CI
-	}
-	m := &mellon{dir: peerDir(t, "idb-mellon-"), addr: testlib.FreePort(t), apache: apache}
-	m.URL = "http://" + m.addr
-	cmd := exec.Command(mkmeta, mellonEntity, m.URL+"/mellon")
-	cmd.Dir = m.dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("mellon_create_metadata: %v\n%s", err, out)
-	}
-	m.base = filepath.Join(m.dir, "https_sp.test_mellon_metadata")
-	for _, ext := range []string{".key", ".cert", ".xml"} {
-		os.Chmod(m.base+ext, 0o644)
-	}
-	m.Metadata = m.base + ".xml"
-	return m
+	return &mellon{testlib.NewMellon(t)}
 }
 
 func (m *mellon) spConf() spConf {
@@ -135,61 +54,7 @@ func (m *mellon) spConf() spConf {
 func (m *mellon) start(t *testing.T, in *idb) {
 	t.Helper()
 	meta, _ := metadata(t, in)
-	writeFile(t, m.dir, "idp.xml", []byte(meta), 0o644)
-	writeFile(t, m.dir, "cgi/secret.cgi", []byte("#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\n"+
-		"printf 'MELLON_NAME_ID=%s\\n' \"$MELLON_NAME_ID\"\nprintf 'MELLON_mail=%s\\n' \"$MELLON_mail\"\n"), 0o755)
-	os.Chmod(filepath.Join(m.dir, "cgi"), 0o755)
-	writeFile(t, m.dir, "htdocs/bye.html", []byte("bye\n"), 0o644)
-	runAs := ""
-	if os.Geteuid() == 0 {
-		runAs = "User www-data\nGroup www-data\n"
-	}
-	conf := fmt.Sprintf(`ServerRoot /etc/apache2
-ServerName 127.0.0.1
-Listen %[1]s
-PidFile %[2]s/httpd.pid
-DefaultRuntimeDir %[2]s
-Mutex file:%[2]s
-ErrorLog %[2]s/error.log
-LogLevel info
-%[3]s
-LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
-LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
-LoadModule authn_core_module /usr/lib/apache2/modules/mod_authn_core.so
-LoadModule authz_user_module /usr/lib/apache2/modules/mod_authz_user.so
-LoadModule mime_module /usr/lib/apache2/modules/mod_mime.so
-LoadModule dir_module /usr/lib/apache2/modules/mod_dir.so
-LoadModule alias_module /usr/lib/apache2/modules/mod_alias.so
-LoadModule cgid_module /usr/lib/apache2/modules/mod_cgid.so
-LoadModule env_module /usr/lib/apache2/modules/mod_env.so
-LoadModule headers_module /usr/lib/apache2/modules/mod_headers.so
-LoadModule auth_mellon_module /usr/lib/apache2/modules/mod_auth_mellon.so
-TypesConfig /etc/mime.types
-DocumentRoot %[2]s/htdocs
-ScriptSock %[2]s/cgid.sock
-SetEnv MELLON_DISABLE_SAMESITE 1
-ScriptAliasMatch "^/secret/?$" "%[2]s/cgi/secret.cgi"
-<Location />
-  MellonEnable info
-  MellonSPentityId "%[5]s"
-  MellonSPPrivateKeyFile %[4]s.key
-  MellonSPCertFile %[4]s.cert
-  MellonSPMetadataFile %[4]s.xml
-  MellonIdPMetadataFile %[2]s/idp.xml
-  MellonEndpointPath /mellon
-  MellonSecureCookie Off
-  MellonSetEnv mail urn:oid:0.9.2342.19200300.100.1.3
-</Location>
-<Location /secret>
-  AuthType Mellon
-  MellonEnable auth
-  Require valid-user
-  Header always set X-NameID "%%{MELLON_NAME_ID}e"
-</Location>
-`, m.addr, m.dir, runAs, m.base, mellonEntity)
-	writeFile(t, m.dir, "httpd.conf", []byte(conf), 0o644)
-	startDaemon(t, exec.Command(m.apache, "-f", filepath.Join(m.dir, "httpd.conf"), "-DFOREGROUND"),
-		m.addr, filepath.Join(m.dir, "error.log"))
+	m.Start(t, []byte(meta))
 }
 
 // --- SimpleSAMLphp ----------------------------------------------------------
@@ -209,7 +74,7 @@ func newSSP(t *testing.T) *ssp {
 	if _, err := os.Stat("/usr/share/simplesamlphp/www"); err != nil {
 		testlib.Need(t, "simplesamlphp")
 	}
-	s := &ssp{dir: peerDir(t, "idb-ssp-"), addr: testlib.FreePort(t), php: php}
+	s := &ssp{dir: peerDir(t, "ssp"), addr: testlib.FreePort(t), php: php}
 	s.URL = "http://" + s.addr
 	return s
 }
@@ -294,5 +159,5 @@ $metadata['%[1]s'] = [
 `, entity, loc("SingleSignOnService"), loc("SingleLogoutService"), keys.String())), 0o644)
 	cmd := exec.Command(s.php, "-S", s.addr, "-t", "/usr/share/simplesamlphp/www")
 	cmd.Env = append(os.Environ(), "SIMPLESAMLPHP_CONFIG_DIR="+filepath.Join(s.dir, "config"))
-	startDaemon(t, cmd, s.addr, filepath.Join(s.dir, "log", "simplesamlphp.log"))
+	testlib.StartDaemon(t, cmd, s.addr, filepath.Join(s.dir, "log", "simplesamlphp.log"))
 }

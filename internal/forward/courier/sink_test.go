@@ -3,82 +3,31 @@ package courier
 import (
 	"bytes"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/idbridge/idbridge/internal/testlib"
 )
 
-// sink is a private Postfix smtp-sink that keeps every message in dir.
+// sink is a private Postfix smtp-sink (testlib.Sink) that keeps every
+// message it receives.
 type sink struct {
-	addr, host, port, dir string
+	*testlib.Sink
+	addr, host, port string
 }
 
+// startSink runs smtp-sink with -v (the log helps a failing test) and the
+// extra options.
 func startSink(t *testing.T, extra ...string) *sink {
 	t.Helper()
-	bin := testlib.Need(t, "smtp-sink")
-	// Written as nobody: t.TempDir's parent is private, so not there.
-	dir, err := os.MkdirTemp("", "idbridge-sink-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	addr := testlib.FreePort(t)
-	args := append([]string{"-v"}, extra...) // -v: the log helps a failing test
-	if os.Geteuid() == 0 {
-		args = append(args, "-u", "nobody")
-	}
-	args = append(args, "-d", filepath.Join(dir, "%Y%m%d%H%M%S."), addr, "16")
-	cmd := exec.Command(bin, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("smtp-sink: %s", out.String())
-		}
-	})
-	waitListening(t, addr, exited, &out)
-	host, port, _ := net.SplitHostPort(addr)
-	return &sink{addr: addr, host: host, port: port, dir: dir}
+	testlib.Need(t, "smtp-sink")
+	s := testlib.StartSink(t, 16, append([]string{"-v"}, extra...)...)
+	host, port, _ := net.SplitHostPort(s.Addr)
+	return &sink{Sink: s, addr: s.Addr, host: host, port: port}
 }
 
-func waitListening(t *testing.T, addr string, exited chan struct{}, out *bytes.Buffer) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-exited:
-			t.Fatalf("peer exited: %s", out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing listening on %s: %s", addr, out.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// dumped is one message as smtp-sink kept it: the envelope it saw and the
-// message after smtp-sink's own Received header, with CRLF restored.
+// dumped is one message as smtp-sink kept it: the envelope arguments it
+// saw and the message after smtp-sink's own Received header, with CRLF
+// restored.
 type dumped struct {
 	mailFrom, rcptTo string
 	data             []byte
@@ -88,48 +37,19 @@ type dumped struct {
 // final dot they are on disk.
 func (s *sink) messages(t *testing.T) []dumped {
 	t.Helper()
-	ents, err := os.ReadDir(s.dir)
+	msgs, err := s.Messages()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []dumped
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(s.dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
+	for _, m := range msgs {
+		d := dumped{mailFrom: m.MailArgs, data: m.Data}
+		if n := len(m.RcptArgs); n > 0 {
+			d.rcptTo = m.RcptArgs[n-1]
 		}
-		if len(b) == 0 || !strings.Contains(string(b), "\nReceived: ") {
-			// A transaction refused or cut off before DATA: smtp-sink
-			// may have written (or be writing) the envelope lines only.
-			continue
-		}
-		out = append(out, parseDump(t, b))
+		out = append(out, d)
 	}
 	return out
-}
-
-func parseDump(t *testing.T, b []byte) dumped {
-	t.Helper()
-	var d dumped
-	lines := strings.SplitAfter(string(b), "\n")
-	i := 0
-	for ; i < len(lines) && strings.HasPrefix(lines[i], "X-"); i++ {
-		k, v, _ := strings.Cut(strings.TrimSuffix(lines[i], "\n"), ": ")
-		switch k {
-		case "X-Mail-Args":
-			d.mailFrom = v
-		case "X-Rcpt-Args":
-			d.rcptTo = v
-		}
-	}
-	if i >= len(lines) || !strings.HasPrefix(lines[i], "Received: ") {
-		t.Fatalf("unexpected dump:\n%s", b)
-	}
-	for i++; i < len(lines) && strings.HasPrefix(lines[i], "\t"); i++ {
-	}
-	rest := strings.Join(lines[i:], "")
-	d.data = []byte(strings.ReplaceAll(rest, "\n", "\r\n"))
-	return d
 }
 
 // one expects exactly one kept message.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -17,23 +16,9 @@ import (
 // run, reopens the queue as after a restart, and delivers it through the
 // smarthost courier to a real smtp-sink, byte-identical.
 func TestRestartThenDeliverToSink(t *testing.T) {
-	bin := testlib.Need(t, "smtp-sink")
-	sinkDir, err := os.MkdirTemp("", "idbridge-queue-sink-") // written as nobody
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sinkDir) })
-	os.Chmod(sinkDir, 0o777)
-	addr := testlib.FreePort(t)
-	args := []string{"-d", filepath.Join(sinkDir, "%Y%m%d%H%M%S."), addr, "16"}
-	if os.Geteuid() == 0 {
-		args = append([]string{"-u", "nobody"}, args...)
-	}
-	cmd := exec.Command(bin, args...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	testlib.Need(t, "smtp-sink")
+	sink := testlib.StartSink(t, 16)
+	addr, sinkDir := sink.Addr, sink.Dir
 
 	dir := t.TempDir()
 	first := open(t, dir, newFake(nil), nil) // never runs
@@ -43,7 +28,7 @@ func TestRestartThenDeliverToSink(t *testing.T) {
 	}
 
 	q := open(t, dir, &courier.Smarthost{Address: addr, TLS: courier.TLSNone}, nil)
-	run(t, q) // smtp-sink may still be starting: the queue retries
+	run(t, q)
 	waitEmpty(t, q)
 	ents, _ := os.ReadDir(sinkDir)
 	var found []byte

@@ -1,7 +1,6 @@
 package srs
 
 import (
-	"bytes"
 	"net"
 	"os"
 	"os/exec"
@@ -41,38 +40,8 @@ func startPostsrsd(t *testing.T, domain string, secrets ...string) *postsrsd {
 	if os.Geteuid() == 0 {
 		args = append(args, "-u", "nobody")
 	}
-	cmd := exec.Command(bin, args...)
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start postsrsd: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
-	// Wait until both ports accept connections (readiness, not an assertion).
-	for _, a := range []string{fwd, rev} {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			c, err := net.Dial("tcp", a)
-			if err == nil {
-				c.Close()
-				break
-			}
-			select {
-			case <-exited:
-				t.Fatalf("postsrsd exited: %s", stderr.String())
-			default:
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("postsrsd not listening on %s: %s", a, stderr.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	d := testlib.StartDaemon(t, exec.Command(bin, args...), fwd, "")
+	d.WaitListening(t, rev)
 	return &postsrsd{t: t, postmap: postmap, cfgDir: dir, fwdAddr: fwd, revAddr: rev}
 }
 
