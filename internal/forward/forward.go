@@ -225,6 +225,71 @@ type Server struct {
 	mu    sync.Mutex
 	total int
 	perIP map[netip.Addr]int
+
+	// srsFails counts forged or expired return addresses per client
+	// network, so that nobody can guess a valid one (a 4-character hash:
+	// about a million tries) by spreading the tries over connections.
+	srsMu    sync.Mutex
+	srsFails map[netip.Prefix]*failWindow
+}
+
+// failWindow counts failures since start.
+type failWindow struct {
+	n     int
+	start time.Time
+}
+
+// SRS guessing limits: this many bad return addresses from one client
+// network (an IPv4 address, an IPv6 /64) within srsFailWindow, and every
+// further return address from it is refused for the rest of the window.
+const (
+	maxSRSFails   = 20
+	srsFailWindow = time.Hour
+	maxSRSTracked = 10000
+)
+
+func clientNet(ip netip.Addr) netip.Prefix {
+	ip = ip.Unmap()
+	if ip.Is6() {
+		return netip.PrefixFrom(ip, 64).Masked()
+	}
+	return netip.PrefixFrom(ip, 32)
+}
+
+// srsFailed records a bad return address from ip.
+func (s *Server) srsFailed(ip netip.Addr) {
+	now := time.Now()
+	s.srsMu.Lock()
+	defer s.srsMu.Unlock()
+	if s.srsFails == nil {
+		s.srsFails = map[netip.Prefix]*failWindow{}
+	}
+	if len(s.srsFails) >= maxSRSTracked {
+		for k, w := range s.srsFails {
+			if now.Sub(w.start) > srsFailWindow {
+				delete(s.srsFails, k)
+			}
+		}
+	}
+	k := clientNet(ip)
+	w := s.srsFails[k]
+	if w == nil || now.Sub(w.start) > srsFailWindow {
+		if w == nil && len(s.srsFails) >= maxSRSTracked {
+			return // full of fresh entries: those are blocked already
+		}
+		w = &failWindow{start: now}
+		s.srsFails[k] = w
+	}
+	w.n++
+}
+
+// srsGuessing reports whether ip's network named too many bad return
+// addresses lately.
+func (s *Server) srsGuessing(ip netip.Addr) bool {
+	s.srsMu.Lock()
+	defer s.srsMu.Unlock()
+	w := s.srsFails[clientNet(ip)]
+	return w != nil && w.n >= maxSRSFails && time.Since(w.start) <= srsFailWindow
 }
 
 // New checks cfg and builds a server; it reads the IP-ranges files once

@@ -68,6 +68,9 @@ type session struct {
 	allowed string // how the sender is allowed: reasonAllow*; "" while only DKIM could
 	spfTemp bool
 	rcpts   []recipient
+	// badRcpts counts the recipients refused in this session (all its
+	// transactions).
+	badRcpts int
 }
 
 func smtpErr(code int, ec smtp.EnhancedCode, msg string) *smtp.SMTPError {
@@ -150,11 +153,24 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	r, e := ss.recipient(to)
 	if e != nil {
+		// Like Postfix's smtpd_hard_error_limit: a client that keeps
+		// naming recipients we refuse is probing (usernames, return
+		// addresses), and is cut off.
+		if e.Code >= 500 {
+			ss.badRcpts++
+			if ss.badRcpts >= maxBadRecipients {
+				ss.log.Info("too many refused recipients; closing", "client", ss.ip.String())
+				return smtpErr(421, smtp.EnhancedCode{4, 7, 0}, "Too many invalid recipients, closing")
+			}
+		}
 		return e
 	}
 	ss.rcpts = append(ss.rcpts, r)
 	return nil
 }
+
+// maxBadRecipients is how many refused RCPTs one session may send.
+const maxBadRecipients = 10
 
 func (ss *session) recipient(to string) (recipient, *smtp.SMTPError) {
 	s := ss.s
@@ -195,9 +211,13 @@ func (ss *session) recipient(to string) (recipient, *smtp.SMTPError) {
 
 	switch kind {
 	case "srs":
+		if s.srsGuessing(ss.ip) {
+			return rcpt(ReasonSRS, smtpErr(421, smtp.EnhancedCode{4, 7, 0}, "Too many invalid return addresses from your network, closing; try again later"))
+		}
 		orig, err := s.srs.Reverse(to)
 		if err != nil || !validSender(orig) {
 			ss.log.Debug("srs reverse", "rcpt", to, "err", err)
+			s.srsFailed(ss.ip)
 			return rcpt(ReasonSRS, smtpErr(550, smtp.EnhancedCode{5, 1, 1}, "Invalid or expired return address"))
 		}
 		return recipient{addr: to, target: orig, kind: kind}, nil

@@ -1322,6 +1322,9 @@ func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
 func (c *Conn) writeError(code int, enhCode EnhancedCode, err error) {
 	if smtpErr, ok := err.(*SMTPError); ok {
 		c.writeResponse(smtpErr.Code, smtpErr.EnhancedCode, smtpErr.Message)
+		if smtpErr.Code == 421 { // idbridge patch: 421 closes the channel (RFC 5321 4.2.2)
+			c.Close()
+		}
 	} else {
 		c.writeResponse(code, enhCode, err.Error())
 	}

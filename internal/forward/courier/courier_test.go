@@ -237,3 +237,22 @@ func TestForwarding(t *testing.T) {
 		t.Fatalf("signing failure: %v, permanent %v; want a temporary error", err, perm)
 	}
 }
+
+// On port 25 (real MX delivery) an MX that resolves to an internal address is
+// never connected to: a member could otherwise point their domain's MX at us
+// and loop mail, or at the inside network.
+func TestDirectSkipsInternalMX(t *testing.T) {
+	for _, ip := range []string{"127.0.0.1", "10.1.2.3", "192.168.0.9", "::1", "fe80::1", "0.0.0.0", "::ffff:127.0.0.1"} {
+		d := &Direct{Resolver: &fakeDNS{hosts: map[string][]string{"dest.test": {ip}}}}
+		err, perm := d.Deliver(context.Background(), "a@origin.test", "r@dest.test", []byte(testMsg))
+		var e *Error
+		if !errors.As(err, &e) || perm || !strings.Contains(e.Msg, "internal address") {
+			t.Errorf("%s: Deliver = %v (permanent %v), want a temporary refusal naming the internal address", ip, err, perm)
+		}
+	}
+	for _, ip := range []string{"192.0.2.1", "8.8.8.8", "2001:db8::1"} {
+		if internalAddr(ip) {
+			t.Errorf("%s counted as internal", ip)
+		}
+	}
+}

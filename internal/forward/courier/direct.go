@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -25,7 +26,9 @@ type Direct struct {
 	// Hostname is sent in EHLO.
 	Hostname string
 	// Port is the SMTP port of the MX hosts: "25" when empty. Any other
-	// value is for tests only (a real MX listens on 25).
+	// value is for tests only (a real MX listens on 25); on port 25, MX
+	// addresses that are loopback, private, link-local or unspecified are
+	// never connected to.
 	Port string
 	// TLSConfig is used for opportunistic STARTTLS; nil means a config that
 	// does not verify the certificate (RFC 7435 opportunistic security: an
@@ -118,6 +121,13 @@ func (d *Direct) deliver(ctx context.Context, from, to string, data []byte) erro
 			continue
 		}
 		for _, ip := range addrs {
+			if port == "25" && internalAddr(ip) {
+				// A member's domain whose MX points at 127.0.0.1 or an
+				// internal host must not make us loop mail back into
+				// ourselves or talk SMTP to the inside network.
+				last = &Error{Host: host, Stage: "DNS", Msg: fmt.Sprintf("MX %s resolves to the internal address %s", host, ip)}
+				continue
+			}
 			err := d.try(ctx, host, net.JoinHostPort(ip, port), from, to, data)
 			if err == nil {
 				return nil
@@ -178,4 +188,16 @@ func hostnameOr(h string) string {
 		return "localhost"
 	}
 	return h
+}
+
+// internalAddr reports whether ip (a textual address) is one that a public
+// MX never has.
+func internalAddr(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return true
+	}
+	a = a.Unmap()
+	return a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsUnspecified() ||
+		a.IsMulticast() || a.IsInterfaceLocalMulticast() || a.IsLinkLocalMulticast()
 }
