@@ -185,6 +185,9 @@ func (a *app) buildForward(ctx context.Context, s *servers) error {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			srv.Shutdown(sctx)
+			// Shutdown closes the listeners the SMTP server has taken up;
+			// a stop that comes before Serve got that far must close it too.
+			ln.Close()
 		})
 		s.reload = append(s.reload, srv.Reload)
 		a.met.RegisterForward(func() metrics.ForwardStats {

@@ -308,7 +308,15 @@ loop:
 	for _, c := range s.closers {
 		c()
 	}
-	wg.Wait()
+	// Every part stops on ctx; should one not (a stuck peer), the process
+	// still exits: a queued message is on disk, and systemd would kill us.
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		log.Error("shutdown: some parts did not stop within 20s; exiting anyway")
+	}
 	return runErr
 }
 
