@@ -91,19 +91,25 @@ func TestOpenRelayMatrix(t *testing.T) {
 	}
 	clients := []struct{ name, ip string }{{"allowed client", "127.0.0.1"}, {"disallowed client", "127.0.0.2"}}
 	for _, cl := range clients {
-		c, err := Dial(d.SMTPAddr, cl.ip)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Hello("client.test"); err != nil {
-			t.Fatal(err)
-		}
-		// From the disallowed network a sender of an allowed domain gets
-		// as far as RCPT (only DKIM could still allow it).
-		if r, _ := c.Cmd("MAIL FROM:<%s>", atlSender); r.Code != 250 {
-			t.Fatalf("%s: MAIL FROM:<%s>: %v", cl.name, atlSender, r)
-		}
+		// One session per address: a session is closed (421) at its tenth
+		// refused recipient, which has a test of its own below.
+		var c *Client
 		for _, f := range forms {
+			if c != nil {
+				c.Close()
+			}
+			var err error
+			if c, err = Dial(d.SMTPAddr, cl.ip); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Hello("client.test"); err != nil {
+				t.Fatal(err)
+			}
+			// From the disallowed network a sender of an allowed domain gets
+			// as far as RCPT (only DKIM could still allow it).
+			if r, _ := c.Cmd("MAIL FROM:<%s>", atlSender); r.Code != 250 {
+				t.Fatalf("%s: MAIL FROM:<%s>: %v", cl.name, atlSender, r)
+			}
 			r, err := c.Cmd("RCPT TO:<%s>", f.rcpt)
 			if err != nil {
 				t.Fatalf("%s: RCPT TO:<%s>: %v", cl.name, f.rcpt, err)
@@ -125,6 +131,34 @@ func TestOpenRelayMatrix(t *testing.T) {
 			c.Cmd("RSET")
 		}
 		c.Close()
+	}
+
+	// A session that probes (ten refused recipients) is closed with 421.
+	probe, err := Dial(d.SMTPAddr, "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	if err := probe.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	probe.Cmd("MAIL FROM:<%s>", atlSender)
+	var probeLast string
+	for i := 0; i < 10; i++ {
+		r, err := probe.Cmd("RCPT TO:<probe%d@%s>", i, vd)
+		if err != nil {
+			t.Fatalf("probe %d: %v", i, err)
+		}
+		probeLast = fmt.Sprint(r)
+		if i < 9 && r.Code != 550 {
+			t.Fatalf("probe %d: %v, want 550", i, r)
+		}
+		if i == 9 && r.Code != 421 {
+			t.Fatalf("tenth refused recipient: %v, want 421", r)
+		}
+	}
+	if r, err := probe.Cmd("NOOP"); err == nil && r.Code == 250 {
+		t.Errorf("the session still answers after %s", probeLast)
 	}
 
 	// From the disallowed network, an allowed domain's sender needs a valid
