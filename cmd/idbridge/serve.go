@@ -18,6 +18,7 @@ import (
 	"github.com/idbridge/idbridge/internal/account"
 	"github.com/idbridge/idbridge/internal/captcha"
 	"github.com/idbridge/idbridge/internal/config"
+	"github.com/idbridge/idbridge/internal/forward/courier"
 	"github.com/idbridge/idbridge/internal/mailout"
 	"github.com/idbridge/idbridge/internal/store"
 	"github.com/idbridge/idbridge/internal/web"
@@ -163,12 +164,13 @@ func (a *app) build(ctx context.Context) (*servers, error) {
 			}
 			pw = string(b)
 		}
-		host, err := mailout.NewSmarthost(mailout.SmarthostConfig{Address: sh.Address, TLS: sh.TLS,
-			Username: sh.Username, Password: pw, HeloName: cfg.Forward.Hostname})
+		mode, err := courier.ParseTLSMode(sh.TLS)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("mail_out.smarthost.tls: %w", err)
 		}
-		delivery = host
+		// The same SMTP client as forwarded mail's smarthost delivery.
+		delivery = mailout.ViaCourier(&courier.Smarthost{Address: sh.Address, TLS: mode,
+			Username: sh.Username, Password: pw, Hostname: cfg.Forward.Hostname})
 	}
 	s.sender = mailout.NewSender(a.st, delivery, mailout.SenderConfig{Lifetime: cfg.MailOut.RetryLifetime.Duration()},
 		a.log.With("part", "mailout"), a.met)

@@ -5,9 +5,10 @@
 // plain text part, html/template for the HTML part, as RFC 2046
 // multipart/alternative with RFC 5322 headers), applies a per-address rate
 // limit, and queues it in the store. Sender takes due mail from that queue and
-// hands it to a Delivery: the smarthost (RFC 5321 submission, with STARTTLS
-// per RFC 3207 or implicit TLS per RFC 8314, AUTH PLAIN per RFC 4954) or, in
-// dev mode, the DevOutbox that keeps it in the store only. A transient
+// hands it to a Delivery: the smarthost, through ViaCourier and the SMTP
+// client of internal/forward/courier (RFC 5321 submission, STARTTLS per RFC
+// 3207 or implicit TLS per RFC 8314, AUTH PLAIN per RFC 4954), or, in dev
+// mode, the DevOutbox that keeps it in the store only. A transient
 // failure leaves the message queued for a later attempt; the member's request
 // never waits for delivery.
 package mailout

@@ -27,6 +27,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/idbridge/idbridge/internal/account"
+	"github.com/idbridge/idbridge/internal/forward/courier"
 	"github.com/idbridge/idbridge/internal/store"
 	"github.com/idbridge/idbridge/internal/store/sqlite"
 	"github.com/idbridge/idbridge/internal/testlib"
@@ -236,70 +237,10 @@ func startServer(t *testing.T, withTLS, implicit bool) (*testServer, string, *x5
 	return ts, l.Addr().String(), pool
 }
 
-func TestSmarthostModes(t *testing.T) {
-	msg := []byte("From: a@example.org\r\nTo: b@example.org\r\nSubject: x\r\n\r\nhello\r\n")
-	tests := []struct {
-		name              string
-		serverTLS, implic bool
-		mode, user        string
-		wantErr           bool
-		wantTLS           bool
-	}{
-		{"required+auth", true, false, TLSRequired, "idbridge", false, true},
-		{"implicit+auth", false, true, TLSImplicit, "idbridge", false, true},
-		{"opportunistic with STARTTLS", true, false, TLSOpportunistic, "", false, true},
-		{"opportunistic without STARTTLS", false, false, TLSOpportunistic, "", false, false},
-		{"none, auth to loopback", true, false, TLSNone, "idbridge", false, false},
-		{"required without STARTTLS", false, false, TLSRequired, "", true, false},
-		{"required, wrong password", true, false, TLSRequired, "mallory", true, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			ts, addr, pool := startServer(t, tt.serverTLS, tt.implic)
-			pw := "s3cret"
-			if tt.user == "mallory" {
-				tt.user, pw = "idbridge", "wrong"
-			}
-			h, err := NewSmarthost(SmarthostConfig{Address: addr, TLS: tt.mode, Username: tt.user, Password: pw,
-				TLSConfig: &tls.Config{RootCAs: pool}, Timeout: 10 * time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = h.Deliver(context.Background(), "noreply@id.example.org", "b@example.org", msg)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("Deliver: %v", err)
-			}
-			if tt.wantErr {
-				if strings.Contains(err.Error(), pw) {
-					t.Errorf("error leaks the password: %v", err)
-				}
-				return
-			}
-			ts.mu.Lock()
-			defer ts.mu.Unlock()
-			if len(ts.msgs) != 1 || !bytes.Contains(ts.msgs[0], []byte("hello")) || ts.tls[0] != tt.wantTLS {
-				t.Fatalf("server got %d messages, tls %v", len(ts.msgs), ts.tls)
-			}
-			if tt.user != "" && ts.authUser != tt.user {
-				t.Errorf("not authenticated")
-			}
-		})
-	}
-}
-
-func TestSmarthostRefusesClearAuth(t *testing.T) {
-	_, err := NewSmarthost(SmarthostConfig{Address: "192.0.2.1:587", TLS: TLSNone, Username: "u", Password: "p"})
-	if err == nil || !strings.Contains(err.Error(), "refusing AUTH") {
-		t.Fatalf("AUTH over clear text to a remote host: %v", err)
-	}
-	for _, a := range []string{"127.0.0.1:25", "[::1]:25", "localhost:25"} {
-		if _, err := NewSmarthost(SmarthostConfig{Address: a, TLS: TLSNone, Username: "u"}); err != nil {
-			t.Errorf("%s: %v", a, err)
-		}
-	}
-	if _, err := NewSmarthost(SmarthostConfig{Address: "x:25", TLS: "starttls"}); err == nil {
-		t.Error("bad tls mode accepted")
-	}
+// The smarthost client itself (TLS modes, AUTH only over TLS or to loopback)
+// is internal/forward/courier's, tested there; here it carries mailout's queue.
+func viaSmarthost(addr string, tlsMode courier.TLSMode, cfg *tls.Config) Delivery {
+	return ViaCourier(&courier.Smarthost{Address: addr, TLS: tlsMode, TLSConfig: cfg, Hostname: "id.example.org", Timeout: 10 * time.Second})
 }
 
 func TestSenderRetry(t *testing.T) {
@@ -311,7 +252,7 @@ func TestSenderRetry(t *testing.T) {
 	m.SetClock(clock)
 	ts, addr, pool := startServer(t, true, false)
 	ts.reply = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
-	h, _ := NewSmarthost(SmarthostConfig{Address: addr, TLSConfig: &tls.Config{RootCAs: pool}})
+	h := viaSmarthost(addr, courier.TLSRequired, &tls.Config{RootCAs: pool, ServerName: "localhost"})
 	s := NewSender(st, h, SenderConfig{Backoff: time.Minute, Lifetime: time.Hour}, nil, nil)
 	s.SetClock(clock)
 	if err := m.Send(ctx, "ada@example.org", "reset_password", map[string]string{"url": "u"}); err != nil {
@@ -387,10 +328,7 @@ func TestSmtpSink(t *testing.T) {
 	addr, dir := sink.Addr, sink.Dir
 	st := newStore(t)
 	m := newMailer(t, st)
-	h, err := NewSmarthost(SmarthostConfig{Address: addr, TLS: TLSOpportunistic, Timeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := viaSmarthost(addr, courier.TLSOpportunistic, nil)
 	s := NewSender(st, h, SenderConfig{}, nil, nil)
 	ctx := context.Background()
 	if err := m.Send(ctx, "ada@example.org", "verify_email", map[string]string{"url": "https://id.example.org/verify?token=tok123", "username": "ada"}); err != nil {

@@ -3,18 +3,12 @@ package mailout
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/mail"
-	"strings"
 	"sync"
 	"time"
-
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 
 	"github.com/idbridge/idbridge/internal/metrics"
 	"github.com/idbridge/idbridge/internal/store"
@@ -33,184 +27,26 @@ type DevOutbox struct{}
 // Deliver does nothing.
 func (DevOutbox) Deliver(context.Context, string, string, []byte) error { return nil }
 
-// TLS modes of a smarthost.
-const (
-	TLSRequired      = "required"      // STARTTLS, verified certificate; no STARTTLS: temporary failure
-	TLSOpportunistic = "opportunistic" // STARTTLS (verified) when offered, clear text otherwise
-	TLSNone          = "none"          // clear text
-	TLSImplicit      = "implicit"      // TLS from the first byte (port 465)
-)
-
-// SmarthostConfig is mail_out.smarthost.
-type SmarthostConfig struct {
-	Address            string // host:port
-	TLS                string // required (default) | opportunistic | none | implicit
-	Username, Password string // AUTH PLAIN when Username is set
-	HeloName           string // EHLO name; default "localhost"
-	Timeout            time.Duration
-	TLSConfig          *tls.Config // optional: root CAs (tests), client certificates
+// smtpCourier is an SMTP client that reports whether a failure is permanent;
+// internal/forward/courier's Smarthost is one (the same client as forwarded
+// mail, with its TLS modes and its rule that AUTH never crosses a clear
+// connection except to loopback).
+type smtpCourier interface {
+	Deliver(ctx context.Context, from, to string, data []byte) (err error, permanent bool)
 }
 
-// Smarthost delivers through a submission server.
-type Smarthost struct {
-	cfg      SmarthostConfig
-	host     string
-	loopback bool
-}
+// ViaCourier delivers through c, marking its permanent failures with
+// ErrPermanent.
+func ViaCourier(c smtpCourier) Delivery { return courierDelivery{c} }
 
-var _ Delivery = (*Smarthost)(nil)
-var _ Delivery = DevOutbox{}
+type courierDelivery struct{ c smtpCourier }
 
-// NewSmarthost checks cfg. It refuses AUTH with TLS none unless the smarthost
-// is a loopback address.
-func NewSmarthost(cfg SmarthostConfig) (*Smarthost, error) {
-	host, _, err := net.SplitHostPort(cfg.Address)
-	if err != nil {
-		return nil, fmt.Errorf("mail_out.smarthost.address %q: %w", cfg.Address, err)
+func (d courierDelivery) Deliver(ctx context.Context, from, to string, data []byte) error {
+	err, permanent := d.c.Deliver(ctx, from, to, data)
+	if err != nil && permanent {
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
 	}
-	if cfg.TLS == "" {
-		cfg.TLS = TLSRequired
-	}
-	switch cfg.TLS {
-	case TLSRequired, TLSOpportunistic, TLSNone, TLSImplicit:
-	default:
-		return nil, fmt.Errorf("mail_out.smarthost.tls %q: want required, opportunistic, none or implicit", cfg.TLS)
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = time.Minute
-	}
-	if cfg.HeloName == "" {
-		cfg.HeloName = "localhost"
-	}
-	h := &Smarthost{cfg: cfg, host: host, loopback: isLoopback(host)}
-	if cfg.Username != "" && cfg.TLS == TLSNone && !h.loopback {
-		return nil, fmt.Errorf("mail_out.smarthost: refusing AUTH over a clear connection to %s: set tls to required or implicit", host)
-	}
-	return h, nil
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-func (h *Smarthost) tlsConfig() *tls.Config {
-	c := &tls.Config{MinVersion: tls.VersionTLS12}
-	if h.cfg.TLSConfig != nil {
-		c = h.cfg.TLSConfig.Clone()
-	}
-	if c.ServerName == "" {
-		c.ServerName = h.host
-	}
-	return c
-}
-
-// errNoStartTLS is go-smtp's message when STARTTLS is not offered.
-const errNoStartTLS = "server doesn't support STARTTLS"
-
-// Deliver sends one message.
-func (h *Smarthost) Deliver(ctx context.Context, from, to string, data []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
-	defer cancel()
-	c, secure, err := h.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if deadline, ok := ctx.Deadline(); ok {
-		stop := context.AfterFunc(ctx, func() { c.Close() })
-		defer stop()
-		c.CommandTimeout = time.Until(deadline)
-		c.SubmissionTimeout = time.Until(deadline)
-	}
-	if err := c.Hello(h.cfg.HeloName); err != nil {
-		return classify("EHLO", err)
-	}
-	if h.cfg.Username != "" {
-		if !secure && !h.loopback {
-			return fmt.Errorf("smarthost %s: refusing AUTH over a clear connection", h.cfg.Address)
-		}
-		if !c.SupportsAuth(sasl.Plain) {
-			return fmt.Errorf("smarthost %s: AUTH PLAIN is not offered", h.cfg.Address)
-		}
-		if err := c.Auth(sasl.NewPlainClient("", h.cfg.Username, h.cfg.Password)); err != nil {
-			return classify("AUTH", err)
-		}
-	}
-	if err := c.SendMail(from, []string{to}, bytes.NewReader(data)); err != nil {
-		return classify("send", err)
-	}
-	if err := c.Quit(); err != nil {
-		// The message is accepted; a failed QUIT does not change that.
-		return nil
-	}
-	return nil
-}
-
-// connect opens the connection in the configured TLS mode and reports whether
-// it is encrypted.
-func (h *Smarthost) connect(ctx context.Context) (*smtp.Client, bool, error) {
-	d := &net.Dialer{}
-	dial := func() (net.Conn, error) {
-		conn, err := d.DialContext(ctx, "tcp", h.cfg.Address)
-		if err != nil {
-			return nil, fmt.Errorf("smarthost %s: %w", h.cfg.Address, err)
-		}
-		if dl, ok := ctx.Deadline(); ok {
-			_ = conn.SetDeadline(dl)
-		}
-		return conn, nil
-	}
-	switch h.cfg.TLS {
-	case TLSImplicit:
-		conn, err := dial()
-		if err != nil {
-			return nil, false, err
-		}
-		tc := tls.Client(conn, h.tlsConfig())
-		if err := tc.HandshakeContext(ctx); err != nil {
-			conn.Close()
-			return nil, false, fmt.Errorf("smarthost %s: TLS: %w", h.cfg.Address, err)
-		}
-		return smtp.NewClient(tc), true, nil
-	case TLSNone:
-		conn, err := dial()
-		if err != nil {
-			return nil, false, err
-		}
-		return smtp.NewClient(conn), false, nil
-	}
-	conn, err := dial()
-	if err != nil {
-		return nil, false, err
-	}
-	c, err := smtp.NewClientStartTLS(conn, h.tlsConfig())
-	if err == nil {
-		return c, true, nil
-	}
-	if h.cfg.TLS == TLSOpportunistic && strings.Contains(err.Error(), errNoStartTLS) {
-		conn, err := dial()
-		if err != nil {
-			return nil, false, err
-		}
-		return smtp.NewClient(conn), false, nil
-	}
-	if strings.Contains(err.Error(), errNoStartTLS) {
-		return nil, false, fmt.Errorf("smarthost %s: STARTTLS is required but not offered", h.cfg.Address)
-	}
-	return nil, false, classify("STARTTLS", err)
-}
-
-// classify wraps err, marking 5xx replies permanent.
-func classify(stage string, err error) error {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) && se.Code >= 500 && se.Code < 600 {
-		return fmt.Errorf("smarthost %s: %w: %w", stage, ErrPermanent, err)
-	}
-	return fmt.Errorf("smarthost %s: %w", stage, err)
+	return err
 }
 
 // SenderConfig tunes the queue runner.
