@@ -272,10 +272,10 @@ func cmdAudit(args []string, e env) error {
 	var d dataFlags
 	d.register(fs)
 	var user, typ string
-	var since time.Duration
+	var sinceText string
 	var limit int
 	fs.StringVar(&user, "user", "", "only events of this username")
-	fs.DurationVar(&since, "since", 0, "only events newer than this (e.g. 24h)")
+	fs.StringVar(&sinceText, "since", "", "only events newer than this (e.g. 90m, 24h, 7d)")
 	fs.StringVar(&typ, "type", "", "only events of this type (e.g. login.failure)")
 	fs.IntVar(&limit, "limit", 200, "at most this many, newest first")
 	pos, err := parseFlags(fs, args, e)
@@ -285,8 +285,13 @@ func cmdAudit(args []string, e env) error {
 	if len(pos) != 0 {
 		return usagef("audit takes no arguments")
 	}
-	if since < 0 {
-		return usagef("--since must be positive")
+	var since time.Duration
+	if sinceText != "" {
+		d, err := config.ParseDuration(sinceText)
+		if err != nil || d <= 0 {
+			return usagef("--since %q: want a positive duration such as 90m, 24h or 7d", sinceText)
+		}
+		since = d.Duration()
 	}
 	return withAccounts(d, e, func(ctx context.Context, a *app) error {
 		f := store.AuditFilter{Username: strings.ToLower(user), Type: typ, Limit: limit}

@@ -39,6 +39,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"user", "list"}, exitUsage, "no configuration"},
 		{[]string{"keys", "rotate"}, exitUsage, "unknown keys subcommand"},
 		{[]string{"audit", "--since", "-1h", "--data-dir", dir}, exitUsage, "positive"},
+		{[]string{"audit", "--since", "5", "--data-dir", dir}, exitUsage, "positive duration"},
+		{[]string{"audit", "--since", "7d", "--data-dir", dir}, exitOK, "EVENT"},
 	} {
 		code, out, errs := runCmd(t, "", tc.args...)
 		if code != tc.code || !strings.Contains(out+errs, tc.want) {
