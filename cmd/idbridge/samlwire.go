@@ -176,6 +176,13 @@ func (a *app) buildSAML(ctx context.Context, s *servers, p *portal) error {
 		Logger:          a.log.With("part", "saml"),
 		SessionLifetime: cfg.Sessions.AbsoluteLifetime.Duration(),
 		ErrorPage:       s.web.RenderError,
+		Issued: func(r *http.Request, sp string, p saml.Principal) {
+			a.met.SSO.WithLabelValues("saml", sp, "issued").Inc()
+			if err := a.st.AddAudit(r.Context(), store.AuditEvent{Time: time.Now().UTC(), Type: "sso.saml",
+				AccountID: p.ID, Username: p.Username, IP: s.web.ClientIP(r).String(), Detail: sp}); err != nil {
+				a.log.Error("audit", "err", err)
+			}
+		},
 	})
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/idbridge/idbridge/internal/account"
 	"github.com/idbridge/idbridge/internal/config"
+	"github.com/idbridge/idbridge/internal/store"
 )
 
 // BenchmarkSSOLaunch is bench/saml in one process: IdP-initiated SSO to an
@@ -24,6 +25,48 @@ import (
 // whole HTTP handler of serve, on SQLite. go test -bench SSOLaunch -cpuprofile
 // shows where the time goes besides the one RSA signature.
 func BenchmarkSSOLaunch(b *testing.B) {
+	a, s, cookies := ssoServer(b)
+	_ = a
+	b.ResetTimer()
+	for b.Loop() {
+		if rec := launch(s, cookies); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "SAMLResponse") {
+			b.Fatalf("launch: %d\n%s", rec.Code, rec.Body.String())
+		}
+	}
+}
+
+// An assertion issued is in the audit trail and in idbridge_sso_total.
+func TestSSOAuditAndMetric(t *testing.T) {
+	a, s, cookies := ssoServer(t)
+	for range 2 {
+		if rec := launch(s, cookies); rec.Code != http.StatusOK {
+			t.Fatalf("launch: %d", rec.Code)
+		}
+	}
+	evs, err := a.st.ListAudit(context.Background(), store.AuditFilter{Type: "sso.saml"})
+	if err != nil || len(evs) != 2 || evs[0].Username != "bench" || evs[0].Detail != "atlassian" || evs[0].IP == "" {
+		t.Fatalf("audit: %+v, %v", evs, err)
+	}
+	rec := httptest.NewRecorder()
+	s.handler.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), `idbridge_sso_total{client="atlassian",protocol="saml",result="issued"} 2`) {
+		t.Errorf("metrics lack the SSO count:\n%s", rec.Body.String())
+	}
+}
+
+func launch(s *servers, cookies []*http.Cookie) *httptest.ResponseRecorder {
+	req := httptest.NewRequest("GET", "/saml/launch/atlassian", nil)
+	for _, ck := range cookies {
+		req.AddCookie(ck)
+	}
+	rec := httptest.NewRecorder()
+	s.handler.ServeHTTP(rec, req)
+	return rec
+}
+
+// ssoServer builds serve as idbridge serve does, with one Atlassian-shaped
+// SP, and logs a member in; it returns the session cookies.
+func ssoServer(b testing.TB) (*app, *servers, []*http.Cookie) {
 	ctx := context.Background()
 	dir := b.TempDir()
 	cfg := config.Dev(dir)
@@ -40,14 +83,14 @@ func BenchmarkSSOLaunch(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer a.close()
+	b.Cleanup(a.close)
 	s, err := a.build(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
 	srv.Config.Handler = s.handler
 	srv.Start()
-	defer srv.Close()
+	b.Cleanup(srv.Close)
 	if _, err := a.accounts.Create(ctx, account.CreateInput{Username: "bench", FirstName: "B", LastName: "S",
 		Email: "bench@example.org", Password: "bench-Passw0rd!"}, "cli"); err != nil {
 		b.Fatal(err)
@@ -71,19 +114,7 @@ func BenchmarkSSOLaunch(b *testing.B) {
 		b.Fatalf("login: %v %v", resp.Status, err)
 	}
 	resp.Body.Close()
-	cookies := jar.Cookies(mustURL(srv.URL))
-	b.ResetTimer()
-	for b.Loop() {
-		req := httptest.NewRequest("GET", "/saml/launch/atlassian", nil)
-		for _, ck := range cookies {
-			req.AddCookie(ck)
-		}
-		rec := httptest.NewRecorder()
-		s.handler.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "SAMLResponse") {
-			b.Fatalf("launch: %d\n%s", rec.Code, rec.Body.String())
-		}
-	}
+	return a, s, jar.Cookies(mustURL(srv.URL))
 }
 
 func mustURL(s string) *url.URL {

@@ -108,6 +108,9 @@ type Options struct {
 	SessionLifetime time.Duration
 	// ErrorPage renders a refusal; plain text when nil. msg is safe to show.
 	ErrorPage func(w http.ResponseWriter, r *http.Request, status int, msg string)
+	// Issued, when set, is told of every assertion issued (the caller's
+	// audit trail and metrics).
+	Issued func(r *http.Request, sp string, p Principal)
 }
 
 // IdP is the SAML identity provider.
@@ -122,6 +125,7 @@ type IdP struct {
 	now             func() time.Time
 	sessionLifetime time.Duration
 	errorPage       func(w http.ResponseWriter, r *http.Request, status int, msg string)
+	issued          func(r *http.Request, sp string, p Principal)
 	mux             *http.ServeMux
 }
 
@@ -144,7 +148,7 @@ func New(o Options) (*IdP, error) {
 	idp := &IdP{
 		base: o.BaseURL, sps: o.Registry, sessions: o.Sessions, pending: o.Pending, keys: o.Keys,
 		secret: bytes.Clone(o.Secret), log: o.Logger, now: o.Now,
-		sessionLifetime: o.SessionLifetime, errorPage: o.ErrorPage,
+		sessionLifetime: o.SessionLifetime, errorPage: o.ErrorPage, issued: o.Issued,
 	}
 	if idp.log == nil {
 		idp.log = slog.New(slog.DiscardHandler)
@@ -385,6 +389,9 @@ func (idp *IdP) issue(w http.ResponseWriter, r *http.Request, sp *ServiceProvide
 	}
 	idp.log.InfoContext(ctx, "saml assertion issued", "audit", true, "sp", sp.Name,
 		"account", s.Principal.ID, "username", s.Principal.Username, "unsolicited", inResponseTo == "")
+	if idp.issued != nil {
+		idp.issued(r, sp.Name, s.Principal)
+	}
 	idp.postMessage(w, r, sp, acs, "SAMLResponse", res.Response, relayState)
 }
 
