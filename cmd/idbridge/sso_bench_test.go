@@ -25,8 +25,7 @@ import (
 // whole HTTP handler of serve, on SQLite. go test -bench SSOLaunch -cpuprofile
 // shows where the time goes besides the one RSA signature.
 func BenchmarkSSOLaunch(b *testing.B) {
-	a, s, cookies := ssoServer(b)
-	_ = a
+	_, s, cookies := ssoServer(b)
 	b.ResetTimer()
 	for b.Loop() {
 		if rec := launch(s, cookies); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "SAMLResponse") {
