@@ -34,7 +34,7 @@ Usage:
   idbridge user lock|unlock|delete USERNAME
   idbridge user set-password USERNAME --password-stdin
   idbridge user group USERNAME GROUP [--remove]
-  idbridge audit [--user NAME] [--since DURATION] [--limit N]
+  idbridge audit [--user NAME] [--since DURATION] [--type TYPE] [--limit N]
   idbridge keys list|show ID|add|activate ID|retire ID [--purpose saml|dkim]
   idbridge keys dkim                            (the DNS record of our DKIM key)
   idbridge mailq

@@ -290,7 +290,10 @@ func TestRegisterTakenEmail(t *testing.T) {
 	if !errors.Is(err, ErrInvalidToken) || !errors.Is(err, ErrEmailInUse) {
 		t.Fatalf("second verification of one address: %v", err)
 	}
-	_ = owner
+	// The owner's account is untouched by all of this.
+	if a, err := e.st.GetAccount(e.ctx, owner.ID); err != nil || !strings.EqualFold(a.Email, owner.Email) || !a.EmailVerified {
+		t.Errorf("the owner's account changed: %+v, %v", a, err)
+	}
 }
 
 func TestUnverifiedExpiryFreesUsername(t *testing.T) {

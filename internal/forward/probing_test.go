@@ -35,9 +35,10 @@ func TestTooManyBadRecipientsCloses(t *testing.T) {
 
 // Guessing a return address (a bounce to SRS0=<guess>…) over many
 // connections: after maxSRSFails bad ones from a client network within the
-// window, even a valid return address from it is refused with 421.
+// window, even a valid return address from it is refused with 421 (fakeSRS
+// accepts SRS0=good…, so that address is a valid one).
 func TestSRSGuessingIsCutOff(t *testing.T) {
-	e := start(t, nil)
+	e := start(t, func(c *Config) { c.AllowedNetworks = loopback })
 	good := "SRS0=good=TT=sender.test=orig@" + vd
 	for i := 0; i < maxSRSFails; i++ {
 		c := dialRaw(t, e.addr)
@@ -52,9 +53,13 @@ func TestSRSGuessingIsCutOff(t *testing.T) {
 	if code, msg := c.cmd("RCPT TO:<" + good + ">"); code != 421 {
 		t.Fatalf("valid return address after %d guesses: %d %s, want 421", maxSRSFails, code, msg)
 	}
-	// Mail to members from that client is not affected.
+	// Bounces to role addresses, and mail to members, from that client are
+	// not affected.
 	e2 := dialRaw(t, e.addr)
 	e2.expectCmd("EHLO client.test", 250)
 	e2.expectCmd("MAIL FROM:<>", 250)
 	e2.expectCmd("RCPT TO:<postmaster@"+vd+">", 250)
+	e2.expectCmd("RSET", 250)
+	e2.expectCmd("MAIL FROM:<jira@atlassian.test>", 250)
+	e2.expectCmd("RCPT TO:<john@"+vd+">", 250)
 }

@@ -54,9 +54,6 @@ func New(st store.Store, purpose, subject string) *Manager {
 	return &Manager{st: st, purpose: purpose, subject: subject, bits: 2048, ttl: 10 * time.Second, now: time.Now}
 }
 
-// SetBits sets the RSA key size of keys generated from now on (default 2048).
-func (m *Manager) SetBits(bits int) { m.bits = bits }
-
 // Ensure creates and activates a first key when the purpose has none.
 // Concurrent nodes may race here; the loser's key is removed again.
 func (m *Manager) Ensure(ctx context.Context) error {

@@ -20,7 +20,7 @@
 //   - X-Forwarded-For is believed only from trusted proxies, reading it from
 //     the right and stopping at the first untrusted hop;
 //   - WCAG 2.2: every input has a label, errors are tied to their field with
-//     aria-describedby, no JavaScript anywhere.
+//     aria-describedby, no JavaScript anywhere (but in the optional captcha widget).
 //
 // Other parts of idbridge (SAML, OIDC, DiscourseConnect, /metrics) mount their
 // handlers with Handle or HandleCrossSite and ask Current who is logged in.

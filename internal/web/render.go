@@ -98,17 +98,16 @@ func parseTemplates(fsys fs.FS, cat *catalog) (map[string]map[string]*template.T
 
 // view is what every page template gets.
 type view struct {
-	Lang     string
-	Site     Site
-	StyleV   string
-	Title    string         // catalogue key of the page title
-	User     *store.Account // nil when logged out
-	Admin    bool
-	CSRF     string
-	Flash    string // catalogue key of a one-line notice at the top
-	Form     *form
-	D        any // page-specific data
-	Continue string
+	Lang   string
+	Site   Site
+	StyleV string
+	Title  string         // catalogue key of the page title
+	User   *store.Account // nil when logged out
+	Admin  bool
+	CSRF   string
+	Flash  string // catalogue key of a one-line notice at the top
+	Form   *form
+	D      any // page-specific data
 }
 
 // form carries what the member typed and what was wrong with it.

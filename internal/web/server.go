@@ -183,7 +183,7 @@ func New(opts Options) (*Server, error) {
 		s.csp += "; img-src 'self' " + logoOrigin
 	}
 	// A captcha widget loads its provider's script and frame.
-	if c, ok := opts.Captcha.(interface{ Origins() []string }); ok && opts.Captcha != nil {
+	if c, ok := opts.Captcha.(interface{ Origins() []string }); ok {
 		o := strings.Join(c.Origins(), " ")
 		s.csp += "; script-src 'self' " + o + "; frame-src " + o + "; connect-src 'self' " + o + "; style-src 'self' " + o
 	}

@@ -124,7 +124,7 @@ func (f *forwardSetup) checkForwarded(t *testing.T, got *SinkMessage, sent []byt
 	}
 	for _, h := range ours {
 		if h.Name == "Received" && !strings.Contains(h.Raw, rcpt) {
-			t.Logf("note: our Received header does not name the virtual recipient: %q", h.Raw)
+			t.Errorf("our Received header does not name the virtual recipient: %q", h.Raw)
 		}
 	}
 	res := DKIMVerify(t, got.Data, f.txt)
