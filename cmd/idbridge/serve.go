@@ -337,8 +337,14 @@ func (a *app) ensureDemoAdmin(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("demo admin: %w", err)
 		}
 	case errors.Is(err, store.ErrNotFound):
-		if _, err := a.accounts.Create(ctx, account.CreateInput{Username: demoAdmin, FirstName: "Demo", LastName: "Admin",
-			Email: "demoadmin@example.com", Password: pw, Admin: true}, "dev"); err != nil {
+		_, err := a.accounts.Create(ctx, account.CreateInput{Username: demoAdmin, FirstName: "Demo", LastName: "Admin",
+			Email: "demoadmin@example.com", Password: pw, Admin: true}, "dev")
+		var ve *account.ValidationError
+		if errors.As(err, &ve) && ve.Has("username.taken") {
+			// Another --dev node on the same database created it meanwhile.
+			err = a.accounts.SetPassword(ctx, demoAdmin, pw, "dev")
+		}
+		if err != nil {
 			return "", fmt.Errorf("demo admin: %w", err)
 		}
 	default:
