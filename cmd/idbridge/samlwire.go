@@ -29,14 +29,18 @@ func (s samlSessions) Current(r *http.Request) (saml.Session, bool) {
 	if !ok || a.Locked || a.Deleted || !a.EmailVerified {
 		return saml.Session{}, false
 	}
-	groups, err := s.acc.Groups(r.Context(), a.ID)
-	if err != nil {
-		return saml.Session{}, false
-	}
-	return saml.Session{ID: sess.ID, AuthnInstant: sess.AuthnAt, Principal: saml.Principal{
+	out := saml.Session{ID: sess.ID, AuthnInstant: sess.AuthnAt, Principal: saml.Principal{
 		ID: a.ID, Username: a.Username, Email: a.Email, FirstName: a.FirstName, LastName: a.LastName,
-		VirtualAddress: s.acc.VirtualAddress(a), Groups: groups,
-	}}, true
+		VirtualAddress: s.acc.VirtualAddress(a),
+		LoadGroups:     func(ctx context.Context) ([]string, error) { return s.acc.Groups(ctx, a.ID) },
+	}}
+	for _, q := range sess.Participants {
+		if q.Protocol == "saml" {
+			out.Participants = append(out.Participants, saml.Participant{SP: q.Client, NameID: q.NameID,
+				NameIDFormat: q.NameIDFormat, SessionIndex: q.SessionIndex})
+		}
+	}
+	return out, true
 }
 
 func (s samlSessions) LoginURL(continueURL string, force bool) string {
@@ -44,15 +48,6 @@ func (s samlSessions) LoginURL(continueURL string, force bool) string {
 }
 
 func (s samlSessions) RecordParticipant(ctx context.Context, sessionID string, p saml.Participant) error {
-	// A member who goes back to the same SP gets the same values: a read
-	// spares the write.
-	if sess, err := s.st.GetSession(ctx, sessionID); err == nil {
-		for _, q := range sess.Participants {
-			if q.Protocol == "saml" && q.Client == p.SP && q.NameID == p.NameID && q.NameIDFormat == p.NameIDFormat && q.SessionIndex == p.SessionIndex {
-				return nil
-			}
-		}
-	}
 	return s.st.UpdateSession(ctx, sessionID, func(sess *store.Session) error {
 		for i, q := range sess.Participants {
 			if q.Protocol == "saml" && q.Client == p.SP {

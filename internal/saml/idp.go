@@ -32,6 +32,10 @@ type Principal struct {
 	LastName       string
 	VirtualAddress string // <username>@<virtual_domain>
 	Groups         []string
+	// LoadGroups, when set and Groups is nil, is called for the groups only
+	// when an SP's attribute profile sends them (the Atlassian one does not),
+	// so that most assertions cost no group lookup.
+	LoadGroups func(context.Context) ([]string, error)
 }
 
 // Session is the caller's logged-in session.
@@ -39,6 +43,10 @@ type Session struct {
 	ID           string
 	AuthnInstant time.Time // when the member last typed their password
 	Principal    Principal
+	// Participants are the SPs already recorded for this session, as the
+	// caller read them with the session (nil if it did not): an assertion
+	// for one of them with the same values is not recorded again.
+	Participants []Participant
 }
 
 // Participant is an SP that got an assertion in a session, remembered for
@@ -383,9 +391,11 @@ func (idp *IdP) issue(w http.ResponseWriter, r *http.Request, sp *ServiceProvide
 	}
 	// Remember the participant before the assertion leaves: a lost record
 	// would leave the SP out of single logout.
-	if err := idp.sessions.RecordParticipant(ctx, s.ID, res.Participant); err != nil {
-		idp.fail(w, r, err)
-		return
+	if !slices.Contains(s.Participants, res.Participant) {
+		if err := idp.sessions.RecordParticipant(ctx, s.ID, res.Participant); err != nil {
+			idp.fail(w, r, err)
+			return
+		}
 	}
 	idp.log.InfoContext(ctx, "saml assertion issued", "audit", true, "sp", sp.Name,
 		"account", s.Principal.ID, "username", s.Principal.Username, "unsolicited", inResponseTo == "")

@@ -194,7 +194,13 @@ func (idp *IdP) buildResponse(ctx context.Context, sp *ServiceProvider, acs, inR
 	as.CreateAttr("SessionNotOnOrAfter", samlTime(now.Add(idp.sessionLifetime)))
 	as.CreateElement("saml:AuthnContext").CreateElement("saml:AuthnContextClassRef").SetText(authnContextPassword)
 
-	if attrs := attributes(sp.Attributes, s.Principal); len(attrs) > 0 {
+	p := s.Principal
+	if sp.Attributes == AttributesGeneric && p.Groups == nil && p.LoadGroups != nil {
+		if p.Groups, err = p.LoadGroups(ctx); err != nil {
+			return nil, fmt.Errorf("groups: %w", err)
+		}
+	}
+	if attrs := attributes(sp.Attributes, p); len(attrs) > 0 {
 		st := a.CreateElement("saml:AttributeStatement")
 		for _, at := range attrs {
 			el := st.CreateElement("saml:Attribute")
