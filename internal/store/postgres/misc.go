@@ -37,6 +37,13 @@ func (s *Store) Attempt(ctx context.Context, key string, now time.Time, window t
 	c := store.Counter{Key: key}
 	ok := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// FOR UPDATE locks nothing when the row does not exist yet, and
+		// concurrent first attempts would then all see a zero counter:
+		// make sure the row exists (at zero) before locking it.
+		if _, err := tx.Exec(ctx, `INSERT INTO counters (key, count, window_start, last_hit) VALUES ($1, 0, $2, $2)
+			ON CONFLICT (key) DO NOTHING`, key, ts(now)); err != nil {
+			return err
+		}
 		var start, last pgtype.Timestamptz
 		cur := store.Counter{Key: key}
 		err := tx.QueryRow(ctx, "SELECT count, window_start, last_hit FROM counters WHERE key = $1 FOR UPDATE", key).Scan(&cur.Count, &start, &last)
