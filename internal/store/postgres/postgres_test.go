@@ -98,8 +98,7 @@ func TestConformance(t *testing.T) {
 }
 
 func TestMigrationFiles(t *testing.T) {
-	storetest.CheckMigrations(t, migrationFS, "migrations")
-	if _, err := loadMigrations(migrationFS); err != nil {
+	if _, err := store.LoadMigrations(migrationFS); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -126,7 +125,7 @@ func TestConcurrentOpen(t *testing.T) {
 	if err := stores[0].pool.QueryRow(t.Context(), "SELECT count(*) FROM schema_migrations").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	ms, _ := loadMigrations(migrationFS)
+	ms, _ := store.LoadMigrations(migrationFS)
 	if n != len(ms) {
 		t.Errorf("schema_migrations has %d rows, want %d", n, len(ms))
 	}

@@ -31,8 +31,7 @@ func TestConformance(t *testing.T) {
 }
 
 func TestMigrationFiles(t *testing.T) {
-	storetest.CheckMigrations(t, migrationFS, "migrations")
-	if _, err := loadMigrations(migrationFS); err != nil {
+	if _, err := store.LoadMigrations(migrationFS); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,6 +1,6 @@
 // Package storetest is the conformance suite every store.Store backend must
 // pass: Run exercises each method of the interface, its edge cases and its
-// behaviour under concurrent callers. CheckMigrations checks a backend's
+// behaviour under concurrent callers. store.LoadMigrations checks a backend's
 // embedded migration files.
 //
 // Times in the suite have microsecond precision, the finest PostgreSQL keeps.
@@ -9,11 +9,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"path"
 	"reflect"
-	"regexp"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -65,46 +61,6 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 			t.Parallel()
 			tc.fn(t, newStore(t))
 		})
-	}
-}
-
-// CheckMigrations checks that the files in dir of fsys are named
-// NNNN_name.sql, numbered from 0001 without gaps or duplicates, and not empty.
-func CheckMigrations(t *testing.T, fsys fs.FS, dir string) {
-	t.Helper()
-	entries, err := fs.ReadDir(fsys, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) == 0 {
-		t.Fatalf("no migrations in %s", dir)
-	}
-	re := regexp.MustCompile(`^([0-9]{4})_[a-z0-9_]+\.sql$`)
-	seen := map[int]string{}
-	var versions []int
-	for _, e := range entries {
-		m := re.FindStringSubmatch(e.Name())
-		if m == nil {
-			t.Errorf("migration %q: name must be NNNN_name.sql (lowercase)", e.Name())
-			continue
-		}
-		v, _ := strconv.Atoi(m[1])
-		if prev, dup := seen[v]; dup {
-			t.Errorf("migrations %q and %q share version %d", prev, e.Name(), v)
-		}
-		seen[v] = e.Name()
-		versions = append(versions, v)
-		b, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
-		if err != nil || len(b) == 0 {
-			t.Errorf("migration %q: empty or unreadable (%v)", e.Name(), err)
-		}
-	}
-	sort.Ints(versions)
-	for i, v := range versions {
-		if v != i+1 {
-			t.Errorf("migration versions %v: want 1..%d without gaps", versions, len(versions))
-			break
-		}
 	}
 }
 
