@@ -3,24 +3,16 @@ package saml
 import (
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/idbridge/idbridge/internal/testlib"
 )
-
-// peerDir is a temp dir that Apache's www-data user can read.
-func peerDir(t *testing.T, pattern string) string {
-	t.Helper()
-	return testlib.PublicDir(t, pattern, 0o755)
-}
 
 // followPost submits a SAML auto-POST page like a browser.
 func followPost(t *testing.T, c *http.Client, body string) (*http.Response, string) {
@@ -117,62 +109,17 @@ func TestMellon(t *testing.T) {
 // TestSimpleSAMLphp uses SimpleSAMLphp's default-sp as a second SP:
 // SP-initiated login, ending on its attribute page.
 func TestSimpleSAMLphp(t *testing.T) {
-	php := testlib.Need(t, "php")
-	const www = "/usr/share/simplesamlphp/www"
-	if _, err := os.Stat(www); err != nil {
-		testlib.Need(t, "simplesamlphp")
-	}
-	s := peerDir(t, "ssp")
-	addr := testlib.FreePort(t)
-	sp := "http://" + addr
+	sspSP := testlib.NewSimpleSAMLphp(t)
+	sp := sspSP.URL
 	ssp := ServiceProvider{
-		Name: "ssp", EntityID: "https://ssp.test/sp",
-		ACS:    []Endpoint{{Index: 0, Binding: BindingPOST, Location: sp + "/module.php/saml/sp/saml2-acs.php/default-sp"}},
-		SLO:    []Endpoint{{Binding: BindingRedirect, Location: sp + "/module.php/saml/sp/saml2-logout.php/default-sp"}},
+		Name: "ssp", EntityID: testlib.SimpleSAMLphpEntityID,
+		ACS:    []Endpoint{{Index: 0, Binding: BindingPOST, Location: sspSP.ACS}},
+		SLO:    []Endpoint{{Binding: BindingRedirect, Location: sspSP.SLO}},
 		NameID: NameIDEmail, Attributes: AttributesGeneric, Sign: SignAssertion,
 	}
 	e := newEnv(t, nil, ssp)
-	for _, d := range []string{"config", "metadata", "log", "data", "tmp"} {
-		os.MkdirAll(filepath.Join(s, d), 0o755)
-	}
-	cfg, err := os.ReadFile("/etc/simplesamlphp/config.php")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg = append(cfg, fmt.Sprintf(`
-$config['baseurlpath'] = '%[1]s/';
-$config['loggingdir'] = '%[2]s/log/';
-$config['datadir'] = '%[2]s/data/';
-$config['tempdir'] = '%[2]s/tmp';
-$config['metadatadir'] = '%[2]s/metadata/';
-$config['metadata.sources'] = [['type' => 'flatfile', 'directory' => '%[2]s/metadata/']];
-$config['secretsalt'] = 'idbridge-test-salt';
-$config['logging.handler'] = 'file';
-$config['logging.level'] = SimpleSAML\Logger::DEBUG;
-$config['session.cookie.secure'] = false;
-$config['store.type'] = 'phpsession';
-`, sp, s)...)
-	writeFile(t, s, "config/config.php", cfg)
-	auth, err := os.ReadFile("/etc/simplesamlphp/authsources.php")
-	if err != nil {
-		t.Fatal(err)
-	}
-	auth = append(auth, fmt.Sprintf(`
-$config['default-sp']['entityID'] = 'https://ssp.test/sp';
-$config['default-sp']['idp'] = '%s';
-`, e.idp.EntityID())...)
-	writeFile(t, s, "config/authsources.php", auth)
-	writeFile(t, s, "metadata/saml20-idp-remote.php", []byte(fmt.Sprintf(`<?php
-$metadata['%[1]s'] = [
-  'entityid' => '%[1]s',
-  'SingleSignOnService' => [['Binding' => '%[2]s', 'Location' => '%[3]s/saml/sso']],
-  'SingleLogoutService' => [['Binding' => '%[2]s', 'Location' => '%[3]s/saml/slo']],
-  'certData' => '%[4]s',
-];
-`, e.idp.EntityID(), BindingRedirect, e.base, base64Std(idpKP.Cert.Raw))))
-	cmd := exec.Command(php, "-S", addr, "-t", www)
-	cmd.Env = append(os.Environ(), "SIMPLESAMLPHP_CONFIG_DIR="+filepath.Join(s, "config"))
-	testlib.StartDaemon(t, cmd, addr, filepath.Join(s, "log", "simplesamlphp.log"))
+	sspSP.Start(t, testlib.IdPInfo{EntityID: e.idp.EntityID(), SSO: e.base + "/saml/sso", SLO: e.base + "/saml/slo",
+		Certs: []string{base64Std(idpKP.Cert.Raw)}})
 
 	browser := newClient(t)
 	resp, body := get(t, browser, sp+"/module.php/core/authenticate.php?as=default-sp")

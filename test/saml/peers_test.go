@@ -1,9 +1,7 @@
 package saml
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,40 +57,22 @@ func (m *mellon) start(t *testing.T, in *idb) {
 
 // --- SimpleSAMLphp ----------------------------------------------------------
 
-const sspEntity = "https://ssp.test/sp"
+// ssp is testlib's SimpleSAMLphp, configured from idbridge's /saml/metadata.
+type ssp struct{ *testlib.SimpleSAMLphp }
 
-type ssp struct {
-	URL  string
-	addr string
-	dir  string
-	php  string
-}
-
-func newSSP(t *testing.T) *ssp {
-	t.Helper()
-	php := testlib.Need(t, "php")
-	if _, err := os.Stat("/usr/share/simplesamlphp/www"); err != nil {
-		testlib.Need(t, "simplesamlphp")
-	}
-	s := &ssp{dir: peerDir(t, "ssp"), addr: testlib.FreePort(t), php: php}
-	s.URL = "http://" + s.addr
-	return s
-}
+func newSSP(t *testing.T) *ssp { return &ssp{testlib.NewSimpleSAMLphp(t)} }
 
 func (s *ssp) spConf() spConf {
-	return spConf{Name: "ssp", EntityID: sspEntity,
-		ACSURL: s.URL + "/module.php/saml/sp/saml2-acs.php/default-sp",
-		SLOURL: s.URL + "/module.php/saml/sp/saml2-logout.php/default-sp",
+	return spConf{Name: "ssp", EntityID: testlib.SimpleSAMLphpEntityID, ACSURL: s.ACS, SLOURL: s.SLO,
 		NameID: "email", Attributes: "generic", Sign: "assertion"}
 }
 
 // start configures SimpleSAMLphp's default-sp from idbridge's /saml/metadata
-// (entity id, SSO and SLO endpoints, certificate) and runs it under php -S.
+// (entity id, SSO and SLO endpoints, certificates) and runs it.
 func (s *ssp) start(t *testing.T, in *idb) {
 	t.Helper()
 	meta, _ := metadata(t, in)
 	root := parseXML(t, []byte(meta))
-	entity := root.SelectAttrValue("entityID", "")
 	loc := func(tag string) string {
 		for _, el := range root.FindElements("//IDPSSODescriptor/" + tag) {
 			if el.SelectAttrValue("Binding", "") == "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" {
@@ -102,62 +82,17 @@ func (s *ssp) start(t *testing.T, in *idb) {
 		t.Fatalf("metadata has no HTTP-Redirect %s:\n%s", tag, meta)
 		return ""
 	}
-	var certs []string
+	info := testlib.IdPInfo{EntityID: root.SelectAttrValue("entityID", ""), SSO: loc("SingleSignOnService"), SLO: loc("SingleLogoutService")}
 	for _, el := range root.FindElements("//IDPSSODescriptor/KeyDescriptor") {
 		if use := el.SelectAttrValue("use", "signing"); use != "signing" {
 			continue
 		}
 		if c := el.FindElement(".//X509Certificate"); c != nil {
-			certs = append(certs, strings.Join(strings.Fields(c.Text()), ""))
+			info.Certs = append(info.Certs, strings.Join(strings.Fields(c.Text()), ""))
 		}
 	}
-	if len(certs) == 0 {
+	if len(info.Certs) == 0 {
 		t.Fatalf("metadata has no signing certificate:\n%s", meta)
 	}
-	for _, d := range []string{"config", "metadata", "log", "data", "tmp"} {
-		os.MkdirAll(filepath.Join(s.dir, d), 0o755)
-	}
-	cfg, err := os.ReadFile("/etc/simplesamlphp/config.php")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg = append(cfg, fmt.Sprintf(`
-$config['baseurlpath'] = '%[1]s/';
-$config['loggingdir'] = '%[2]s/log/';
-$config['datadir'] = '%[2]s/data/';
-$config['tempdir'] = '%[2]s/tmp';
-$config['metadatadir'] = '%[2]s/metadata/';
-$config['metadata.sources'] = [['type' => 'flatfile', 'directory' => '%[2]s/metadata/']];
-$config['secretsalt'] = 'idbridge-test-salt';
-$config['logging.handler'] = 'file';
-$config['logging.level'] = SimpleSAML\Logger::DEBUG;
-$config['session.cookie.secure'] = false;
-$config['store.type'] = 'phpsession';
-`, s.URL, s.dir)...)
-	writeFile(t, s.dir, "config/config.php", cfg, 0o644)
-	auth, err := os.ReadFile("/etc/simplesamlphp/authsources.php")
-	if err != nil {
-		t.Fatal(err)
-	}
-	auth = append(auth, fmt.Sprintf(`
-$config['default-sp']['entityID'] = '%s';
-$config['default-sp']['idp'] = '%s';
-`, sspEntity, entity)...)
-	writeFile(t, s.dir, "config/authsources.php", auth, 0o644)
-	var keys strings.Builder
-	for _, c := range certs {
-		fmt.Fprintf(&keys, "    ['encryption' => false, 'signing' => true, 'type' => 'X509Certificate', 'X509Certificate' => '%s'],\n", c)
-	}
-	writeFile(t, s.dir, "metadata/saml20-idp-remote.php", []byte(fmt.Sprintf(`<?php
-$metadata['%[1]s'] = [
-  'entityid' => '%[1]s',
-  'SingleSignOnService' => [['Binding' => 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect', 'Location' => '%[2]s']],
-  'SingleLogoutService' => [['Binding' => 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect', 'Location' => '%[3]s']],
-  'keys' => [
-%[4]s  ],
-];
-`, entity, loc("SingleSignOnService"), loc("SingleLogoutService"), keys.String())), 0o644)
-	cmd := exec.Command(s.php, "-S", s.addr, "-t", "/usr/share/simplesamlphp/www")
-	cmd.Env = append(os.Environ(), "SIMPLESAMLPHP_CONFIG_DIR="+filepath.Join(s.dir, "config"))
-	testlib.StartDaemon(t, cmd, s.addr, filepath.Join(s.dir, "log", "simplesamlphp.log"))
+	s.Start(t, info)
 }
